@@ -1,0 +1,31 @@
+//! APX Canary's splitter: exact, salted, sticky tenant bucketing for canary rollouts.
+//!
+//! - [`bucket`]: the bucketing contract (`vectors/` proves it).
+//! - [`share`], [`names`], [`config`]: the validated policy model.
+//! - [`decision`]: one request's decision; [`simulate`]: previews of a share change.
+//! - [`ops`]: operations and their audit events, as pure functions.
+//! - [`store`] (feature `store`): the `ConfigStore` trait, embedded and Firestore stores;
+//!   [`snapshot`]: the in-memory snapshot that follows a store and answers `select_version`.
+
+pub mod bucket;
+pub mod config;
+pub mod decision;
+pub mod error;
+pub mod names;
+pub mod ops;
+pub mod share;
+pub mod simulate;
+
+#[cfg(feature = "store")]
+pub mod snapshot;
+#[cfg(feature = "store")]
+pub mod store;
+
+pub use bucket::{bucket, Bucket, BUCKETS};
+pub use config::{Pin, PolicyConfig, RolloutState};
+pub use decision::{decide, Decision, Reason};
+pub use error::{Error, Result};
+pub use names::{Actor, PolicyName, TenantId, Version, LATEST};
+pub use ops::{AuditEvent, Change, NewPolicy, Operation, Request};
+pub use share::BasisPoints;
+pub use simulate::{SimulatedTenant, SimulationCounts, Simulator};

@@ -1,0 +1,299 @@
+//! Operations on a policy and the audit trail: pure functions from (current config, request) to
+//! the change a store must commit atomically. Stores never decide; they compare and swap.
+
+use crate::config::{Pin, PolicyConfig, MAX_OVERRIDES};
+use crate::error::{Error, Result};
+use crate::names::{validate_reason, validate_salt, Actor, PolicyName, TenantId, Version};
+use crate::share::BasisPoints;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// What a new policy starts with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewPolicy {
+    pub stable_version: Version,
+    #[serde(default)]
+    pub canary_version: Option<Version>,
+    #[serde(default)]
+    pub share: BasisPoints,
+    /// Defaults to the policy name.
+    #[serde(default)]
+    pub salt: Option<String>,
+}
+
+/// One change to one policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Operation {
+    Create(NewPolicy),
+    /// Start (or replace, at 0%) the canary version.
+    SetCanaryVersion {
+        version: Version,
+    },
+    SetShare {
+        share: BasisPoints,
+    },
+    /// stable := canary; canary cleared; share 0.
+    Promote,
+    /// Share to 0; the canary version is kept so the rollout can resume.
+    Rollback,
+    Pin {
+        tenant: TenantId,
+        pin: Pin,
+    },
+    Unpin {
+        tenant: TenantId,
+    },
+    /// Reshuffles which tenants are on canary; only at 0% or 100% so nobody moves.
+    SetSalt {
+        salt: String,
+    },
+    Delete,
+}
+
+impl Operation {
+    /// The action name recorded in the audit trail.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Operation::Create(_) => "create",
+            Operation::SetCanaryVersion { .. } => "set_canary_version",
+            Operation::SetShare { .. } => "set_share",
+            Operation::Promote => "promote",
+            Operation::Rollback => "rollback",
+            Operation::Pin { .. } => "pin",
+            Operation::Unpin { .. } => "unpin",
+            Operation::SetSalt { .. } => "set_salt",
+            Operation::Delete => "delete",
+        }
+    }
+}
+
+/// A request to change a policy, as an operator or an API client states it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub policy: PolicyName,
+    /// The revision the change is based on. Required for every operation but `Create`.
+    pub expected_revision: Option<u64>,
+    pub operation: Operation,
+    pub actor: Actor,
+    pub reason: String,
+}
+
+/// One entry of the audit trail, written in the same transaction as the change it records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Unique and sortable within a policy: `<policy>.<micros since epoch>.<revision>`.
+    pub id: String,
+    pub policy_name: PolicyName,
+    pub action: String,
+    pub before: Option<PolicyConfig>,
+    pub after: Option<PolicyConfig>,
+    pub actor: Actor,
+    pub reason: String,
+    pub time: Timestamp,
+    /// The policy's revision after the change (for a delete: the deleted revision + 1).
+    pub revision: u64,
+}
+
+/// What a store must commit atomically: if the policy's current revision equals `expected`
+/// (`None`: the policy must not exist), write `after` (`None`: delete) and append `event`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub policy: PolicyName,
+    pub expected: Option<u64>,
+    pub after: Option<PolicyConfig>,
+    pub event: AuditEvent,
+}
+
+/// Validates `request` against `current` (what the store holds now) and returns the change to
+/// commit. A stale `expected_revision` fails with [`Error::Conflict`].
+pub fn plan(current: Option<&PolicyConfig>, request: &Request, now: Timestamp) -> Result<Change> {
+    validate_reason(&request.reason)?;
+    let name = &request.policy;
+    let after = match (&request.operation, current) {
+        (Operation::Create(new), None) => Some(create(name, new, &request.actor, now)?),
+        (Operation::Create(_), Some(_)) => return Err(Error::AlreadyExists(name.to_string())),
+        (_, None) => return Err(Error::NotFound(name.to_string())),
+        (op, Some(cur)) => {
+            let Some(expected) = request.expected_revision else {
+                return Err(Error::invalid(
+                    "revision",
+                    "every change must state the revision it is based on (reload the policy)",
+                ));
+            };
+            if expected != cur.revision {
+                return Err(Error::Conflict {
+                    policy: name.to_string(),
+                    expected: Some(expected),
+                    current: Some(Box::new(cur.clone())),
+                });
+            }
+            match op {
+                Operation::Delete => None,
+                op => {
+                    let mut next = cur.clone();
+                    change(&mut next, op)?;
+                    next.revision = cur.revision + 1;
+                    next.updated_at = now;
+                    next.updated_by = request.actor.clone();
+                    Some(next)
+                }
+            }
+        }
+    };
+    let revision = current.map_or(1, |c| c.revision + 1);
+    let event = AuditEvent {
+        id: format!("{}.{:017}.{}", name, now.as_microsecond().max(0), revision),
+        policy_name: name.clone(),
+        action: request.operation.action().to_string(),
+        before: current.cloned(),
+        after: after.clone(),
+        actor: request.actor.clone(),
+        reason: request.reason.clone(),
+        time: now,
+        revision,
+    };
+    Ok(Change {
+        policy: name.clone(),
+        expected: current.map(|c| c.revision),
+        after,
+        event,
+    })
+}
+
+fn create(
+    name: &PolicyName,
+    new: &NewPolicy,
+    actor: &Actor,
+    now: Timestamp,
+) -> Result<PolicyConfig> {
+    let salt = new.salt.clone().unwrap_or_else(|| name.to_string());
+    validate_salt(&salt)?;
+    if new.canary_version.as_ref() == Some(&new.stable_version) {
+        return Err(Error::invalid(
+            "canary version",
+            format!("'{}' is already the stable version", new.stable_version),
+        ));
+    }
+    if new.share > BasisPoints::ZERO && new.canary_version.is_none() {
+        return Err(Error::invalid(
+            "share",
+            "a share above 0% needs a canary version",
+        ));
+    }
+    Ok(PolicyConfig {
+        policy_name: name.clone(),
+        stable_version: new.stable_version.clone(),
+        canary_version: new.canary_version.clone(),
+        canary_basis_points: new.share,
+        salt,
+        overrides: Default::default(),
+        rolled_back: false,
+        revision: 1,
+        created_at: now,
+        created_by: actor.clone(),
+        updated_at: now,
+        updated_by: actor.clone(),
+    })
+}
+
+/// Applies one non-create, non-delete operation to `c`, enforcing the state rules.
+fn change(c: &mut PolicyConfig, op: &Operation) -> Result<()> {
+    let share = c.canary_basis_points;
+    match op {
+        Operation::SetCanaryVersion { version } => {
+            if *version == c.stable_version {
+                return Err(Error::invalid(
+                    "canary version",
+                    format!("'{version}' is already the stable version"),
+                ));
+            }
+            if c.canary_version.as_ref() == Some(version) {
+                return Err(Error::NoChange(format!(
+                    "'{version}' is already the canary version"
+                )));
+            }
+            if share > BasisPoints::ZERO {
+                return Err(Error::NotAllowed(format!(
+                    "the canary {} serves {share} of tenants: roll it back to 0% or promote it before replacing it",
+                    c.canary_version.as_ref().map_or("", |v| v.as_str())
+                )));
+            }
+            c.canary_version = Some(version.clone());
+            c.rolled_back = false;
+        }
+        Operation::SetShare { share: to } => {
+            if c.canary_version.is_none() {
+                return Err(Error::NotAllowed(
+                    "there is no canary version: start a canary before setting a share".into(),
+                ));
+            }
+            if *to == share {
+                return Err(Error::NoChange(format!("the share is already {share}")));
+            }
+            c.canary_basis_points = *to;
+            // Setting any share is a decision about the rollout, so the rollback mark goes;
+            // 0% after a rollback stays a rollback.
+            c.rolled_back = c.rolled_back && to.get() == 0;
+        }
+        Operation::Promote => {
+            let Some(canary) = c.canary_version.take() else {
+                return Err(Error::NotAllowed(
+                    "there is no canary version to promote".into(),
+                ));
+            };
+            if c.rolled_back {
+                c.canary_version = Some(canary);
+                return Err(Error::NotAllowed(
+                    "the canary was rolled back: set a share to resume it before promoting".into(),
+                ));
+            }
+            c.stable_version = canary;
+            c.canary_basis_points = BasisPoints::ZERO;
+            c.rolled_back = false;
+        }
+        Operation::Rollback => {
+            if c.canary_version.is_none() {
+                return Err(Error::NotAllowed("there is no canary to roll back".into()));
+            }
+            if share == BasisPoints::ZERO && c.rolled_back {
+                return Err(Error::NoChange("the canary is already rolled back".into()));
+            }
+            c.canary_basis_points = BasisPoints::ZERO;
+            c.rolled_back = true;
+        }
+        Operation::Pin { tenant, pin } => {
+            if c.overrides.get(tenant) == Some(pin) {
+                return Err(Error::NoChange(format!(
+                    "tenant '{tenant}' is already pinned to {pin}"
+                )));
+            }
+            if !c.overrides.contains_key(tenant) && c.overrides.len() >= MAX_OVERRIDES {
+                return Err(Error::NotAllowed(format!(
+                    "a policy can pin at most {MAX_OVERRIDES} tenants; unpin some first"
+                )));
+            }
+            c.overrides.insert(tenant.clone(), *pin);
+        }
+        Operation::Unpin { tenant } => {
+            if c.overrides.remove(tenant).is_none() {
+                return Err(Error::NoChange(format!("tenant '{tenant}' is not pinned")));
+            }
+        }
+        Operation::SetSalt { salt } => {
+            validate_salt(salt)?;
+            if *salt == c.salt {
+                return Err(Error::NoChange("the salt is already that".into()));
+            }
+            if c.canary_version.is_some() && share > BasisPoints::ZERO && share < BasisPoints::FULL
+            {
+                return Err(Error::NotAllowed(format!(
+                    "changing the salt at {share} would move tenants between stable and canary: set the share to 0% or 100% first"
+                )));
+            }
+            c.salt = salt.clone();
+        }
+        Operation::Create(_) | Operation::Delete => unreachable!("handled by plan"),
+    }
+    Ok(())
+}

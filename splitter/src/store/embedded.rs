@@ -1,0 +1,176 @@
+//! The embedded store: one redb file on local disk.
+//!
+//! redb is a pure-Rust, ACID, copy-on-write B-tree store with checksummed commits: a commit is
+//! durable when `commit()` returns and a crash never leaves a half-written transaction. Writes
+//! are serialised by redb's single writer, which makes compare-and-swap exact.
+
+use super::{conflict, ConfigStore};
+use crate::config::PolicyConfig;
+use crate::error::{Error, Result};
+use crate::names::PolicyName;
+use crate::ops::{AuditEvent, Change};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+const CONFIGS: TableDefinition<&str, &[u8]> = TableDefinition::new("canary_configs");
+/// Keyed by (policy, sequence) so one policy's events are one range, oldest first.
+const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("canary_events");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const NEXT_EVENT: &str = "next_event_seq";
+
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    path: PathBuf,
+    changed: watch::Sender<u64>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Error {
+    Error::Unavailable {
+        store: "embedded",
+        detail: e.to_string(),
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+        store: "embedded",
+        key: key.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("config types always serialise")
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file at `path`, creating its directory.
+    pub fn open(path: impl AsRef<Path>) -> Result<EmbeddedStore> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Unavailable {
+                store: "embedded",
+                detail: format!("cannot create directory {}: {e}", dir.display()),
+            })?;
+        }
+        let db = Database::create(&path).map_err(|e| Error::Unavailable {
+            store: "embedded",
+            detail: format!("cannot open {}: {e}", path.display()),
+        })?;
+        // Create the tables so that readers never meet a missing table.
+        let txn = db.begin_write().map_err(unavailable)?;
+        txn.open_table(CONFIGS).map_err(unavailable)?;
+        txn.open_table(EVENTS).map_err(unavailable)?;
+        txn.open_table(META).map_err(unavailable)?;
+        txn.commit().map_err(unavailable)?;
+        Ok(EmbeddedStore {
+            db: Arc::new(db),
+            path,
+            changed: watch::channel(0).0,
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(unavailable)?
+    }
+}
+
+#[async_trait::async_trait]
+impl ConfigStore for EmbeddedStore {
+    fn describe(&self) -> String {
+        format!("embedded ({})", self.path.display())
+    }
+
+    async fn get(&self, name: &PolicyName) -> Result<Option<PolicyConfig>> {
+        let name = name.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(CONFIGS).map_err(unavailable)?;
+            let value = table.get(name.as_str()).map_err(unavailable)?;
+            value.map(|v| decode(&name, v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn list(&self) -> Result<Vec<PolicyConfig>> {
+        self.blocking(|db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(CONFIGS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(unavailable)? {
+                let (k, v) = entry.map_err(unavailable)?;
+                out.push(decode(k.value(), v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn commit(&self, change: &Change) -> Result<()> {
+        let change = change.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut configs = txn.open_table(CONFIGS).map_err(unavailable)?;
+                let name = change.policy.as_str();
+                let current: Option<PolicyConfig> = configs
+                    .get(name)
+                    .map_err(unavailable)?
+                    .map(|v| decode(name, v.value()))
+                    .transpose()?;
+                if current.as_ref().map(|c| c.revision) != change.expected {
+                    return Err(conflict(&change, current));
+                }
+                match &change.after {
+                    Some(after) => configs.insert(name, encode(after).as_slice()),
+                    None => configs.remove(name),
+                }
+                .map_err(unavailable)?;
+                let mut meta = txn.open_table(META).map_err(unavailable)?;
+                let seq = meta
+                    .get(NEXT_EVENT)
+                    .map_err(unavailable)?
+                    .map_or(0, |v| v.value());
+                meta.insert(NEXT_EVENT, seq + 1).map_err(unavailable)?;
+                let mut events = txn.open_table(EVENTS).map_err(unavailable)?;
+                events
+                    .insert((name, seq), encode(&change.event).as_slice())
+                    .map_err(unavailable)?;
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await?;
+        self.changed.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    async fn events(&self, name: &PolicyName, limit: usize) -> Result<Vec<AuditEvent>> {
+        let name = name.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(EVENTS).map_err(unavailable)?;
+            let range = table
+                .range((name.as_str(), 0u64)..=(name.as_str(), u64::MAX))
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            for entry in range.rev().take(limit) {
+                let (_, v) = entry.map_err(unavailable)?;
+                out.push(decode(&name, v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}

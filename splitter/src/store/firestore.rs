@@ -1,0 +1,386 @@
+//! The Firestore store: collection `canary_configs` (document id = policy name) and
+//! `canary_events` (one document per change, written in the change's transaction).
+//!
+//! The document layout stays readable by the original design's readers: `canary_percentage`
+//! (whole percent, rounded down) is written next to the exact `canary_basis_points`, and
+//! documents written by them (without the new fields) are read as basis points = percent × 100,
+//! salt = policy name, revision 0.
+
+use super::{conflict, ConfigStore};
+use crate::config::{Pin, PolicyConfig};
+use crate::error::{Error, Result};
+use crate::names::{Actor, PolicyName, TenantId, Version};
+use crate::ops::{AuditEvent, Change};
+use crate::share::BasisPoints;
+use firestore::{
+    FirestoreDb, FirestoreDbOptions, FirestoreInstant, FirestoreListener, FirestoreListenerTarget,
+    FirestoreMemListenStateStorage, FirestoreTransactionOptions,
+};
+use futures::FutureExt;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Mutex};
+
+pub const CONFIGS: &str = "canary_configs";
+pub const EVENTS: &str = "canary_events";
+
+/// A `canary_configs` document. Every field added after the original layout is optional so
+/// that older documents still read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyDoc {
+    pub policy_name: String,
+    pub stable_version: String,
+    /// Empty when there is no canary (the original layout's convention).
+    #[serde(default)]
+    pub canary_version: Option<String>,
+    #[serde(default)]
+    pub canary_percentage: i64,
+    #[serde(default)]
+    pub canary_basis_points: Option<i64>,
+    #[serde(default)]
+    pub salt: Option<String>,
+    #[serde(default)]
+    pub overrides: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub rolled_back: Option<bool>,
+    #[serde(default)]
+    pub revision: Option<i64>,
+    #[serde(with = "firestore::serialize_as_timestamp")]
+    pub created_at: FirestoreInstant,
+    #[serde(with = "firestore::serialize_as_timestamp")]
+    pub updated_at: FirestoreInstant,
+    #[serde(default)]
+    pub created_by: String,
+    #[serde(default)]
+    pub updated_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EventDoc {
+    id: String,
+    policy_name: String,
+    action: String,
+    before: Option<PolicyDoc>,
+    after: Option<PolicyDoc>,
+    actor: String,
+    reason: String,
+    #[serde(with = "firestore::serialize_as_timestamp")]
+    time: FirestoreInstant,
+    revision: i64,
+}
+
+impl From<&PolicyConfig> for PolicyDoc {
+    fn from(c: &PolicyConfig) -> PolicyDoc {
+        PolicyDoc {
+            policy_name: c.policy_name.to_string(),
+            stable_version: c.stable_version.to_string(),
+            canary_version: Some(
+                c.canary_version
+                    .as_ref()
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            ),
+            canary_percentage: i64::from(c.canary_basis_points.whole_percent_floor()),
+            canary_basis_points: Some(i64::from(c.canary_basis_points.get())),
+            salt: Some(c.salt.clone()),
+            overrides: Some(
+                c.overrides
+                    .iter()
+                    .map(|(t, p)| (t.to_string(), p.to_string()))
+                    .collect(),
+            ),
+            rolled_back: Some(c.rolled_back),
+            revision: Some(c.revision as i64),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            created_by: c.created_by.to_string(),
+            updated_by: Some(c.updated_by.to_string()),
+        }
+    }
+}
+
+impl PolicyDoc {
+    /// Reads a document of either layout; an unreadable field names itself.
+    pub fn into_config(self) -> Result<PolicyConfig> {
+        let key = self.policy_name.clone();
+        let corrupt = |e: Error| Error::Corrupt {
+            store: "firestore",
+            key: key.clone(),
+            detail: e.to_string(),
+        };
+        let basis_points = match self.canary_basis_points {
+            Some(bp) => BasisPoints::new(u32::try_from(bp).unwrap_or(u32::MAX)),
+            None => {
+                BasisPoints::from_percent(u32::try_from(self.canary_percentage).unwrap_or(u32::MAX))
+            }
+        }
+        .map_err(corrupt)?;
+        let actor = |s: &str| Actor::new(if s.trim().is_empty() { "unknown" } else { s });
+        let created_by = actor(&self.created_by).map_err(corrupt)?;
+        let mut overrides = BTreeMap::new();
+        for (t, p) in self.overrides.unwrap_or_default() {
+            overrides.insert(
+                TenantId::new(&t).map_err(corrupt)?,
+                p.parse::<Pin>().map_err(corrupt)?,
+            );
+        }
+        Ok(PolicyConfig {
+            policy_name: PolicyName::new(&self.policy_name).map_err(corrupt)?,
+            stable_version: Version::new(&self.stable_version).map_err(corrupt)?,
+            canary_version: match self.canary_version.as_deref() {
+                None | Some("") => None,
+                Some(v) => Some(Version::new(v).map_err(corrupt)?),
+            },
+            canary_basis_points: basis_points,
+            salt: self.salt.unwrap_or_else(|| self.policy_name.clone()),
+            overrides,
+            rolled_back: self.rolled_back.unwrap_or(false),
+            revision: self.revision.unwrap_or(0).max(0) as u64,
+            created_at: self.created_at,
+            updated_by: match self.updated_by.as_deref() {
+                Some(u) => actor(u).map_err(corrupt)?,
+                None => created_by.clone(),
+            },
+            created_by,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+impl From<&AuditEvent> for EventDoc {
+    fn from(e: &AuditEvent) -> EventDoc {
+        EventDoc {
+            id: e.id.clone(),
+            policy_name: e.policy_name.to_string(),
+            action: e.action.clone(),
+            before: e.before.as_ref().map(PolicyDoc::from),
+            after: e.after.as_ref().map(PolicyDoc::from),
+            actor: e.actor.to_string(),
+            reason: e.reason.clone(),
+            time: e.time,
+            revision: e.revision as i64,
+        }
+    }
+}
+
+impl EventDoc {
+    fn into_event(self) -> Result<AuditEvent> {
+        let corrupt = |e: Error| Error::Corrupt {
+            store: "firestore",
+            key: self.id.clone(),
+            detail: e.to_string(),
+        };
+        Ok(AuditEvent {
+            policy_name: PolicyName::new(&self.policy_name).map_err(corrupt)?,
+            actor: Actor::new(&self.actor).map_err(corrupt)?,
+            before: self
+                .before
+                .clone()
+                .map(PolicyDoc::into_config)
+                .transpose()?,
+            after: self.after.clone().map(PolicyDoc::into_config).transpose()?,
+            id: self.id,
+            action: self.action,
+            reason: self.reason,
+            time: self.time,
+            revision: self.revision.max(0) as u64,
+        })
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Error {
+    Error::Unavailable {
+        store: "firestore",
+        detail: e.to_string(),
+    }
+}
+
+pub struct FirestoreStore {
+    db: FirestoreDb,
+    project: String,
+    changed: watch::Sender<u64>,
+    listener: Mutex<Option<FirestoreListener<FirestoreDb, FirestoreMemListenStateStorage>>>,
+}
+
+impl FirestoreStore {
+    /// Connects to `project` (honouring `FIRESTORE_EMULATOR_HOST`) and starts the real-time
+    /// listener on `canary_configs`. Requests time out after `timeout` so an outage surfaces
+    /// as an error rather than a hang.
+    pub async fn connect(project: &str, timeout: Duration) -> Result<Arc<FirestoreStore>> {
+        let options = FirestoreDbOptions::new(project.to_string()).with_request_timeout(timeout);
+        let db = FirestoreDb::with_options(options)
+            .await
+            .map_err(unavailable)?;
+        let store = Arc::new(FirestoreStore {
+            db,
+            project: project.to_string(),
+            changed: watch::channel(0).0,
+            listener: Mutex::new(None),
+        });
+        store.listen().await?;
+        Ok(store)
+    }
+
+    async fn listen(&self) -> Result<()> {
+        let mut listener = self
+            .db
+            .create_listener(FirestoreMemListenStateStorage::new())
+            .await
+            .map_err(unavailable)?;
+        self.db
+            .fluent()
+            .select()
+            .from(CONFIGS)
+            .listen()
+            .add_target(FirestoreListenerTarget::new(17), &mut listener)
+            .map_err(unavailable)?;
+        let changed = self.changed.clone();
+        listener
+            .start(move |_event| {
+                // Any event (change, delete, reset, current) may mean a new state: followers
+                // re-read the collection, which is correct whatever the listen protocol sent.
+                changed.send_modify(|n| *n += 1);
+                async { Ok(()) }
+            })
+            .await
+            .map_err(unavailable)?;
+        *self.listener.lock().await = Some(listener);
+        Ok(())
+    }
+
+    pub fn db(&self) -> &FirestoreDb {
+        &self.db
+    }
+}
+
+#[async_trait::async_trait]
+impl ConfigStore for FirestoreStore {
+    fn describe(&self) -> String {
+        match std::env::var("FIRESTORE_EMULATOR_HOST") {
+            Ok(host) => format!("firestore (project {}, emulator at {host})", self.project),
+            Err(_) => format!("firestore (project {})", self.project),
+        }
+    }
+
+    async fn get(&self, name: &PolicyName) -> Result<Option<PolicyConfig>> {
+        let doc: Option<PolicyDoc> = self
+            .db
+            .fluent()
+            .select()
+            .by_id_in(CONFIGS)
+            .obj()
+            .one(name.as_str())
+            .await
+            .map_err(unavailable)?;
+        doc.map(PolicyDoc::into_config).transpose()
+    }
+
+    async fn list(&self) -> Result<Vec<PolicyConfig>> {
+        let docs: Vec<PolicyDoc> = self
+            .db
+            .fluent()
+            .select()
+            .from(CONFIGS)
+            .obj()
+            .query()
+            .await
+            .map_err(unavailable)?;
+        let mut configs = docs
+            .into_iter()
+            .map(PolicyDoc::into_config)
+            .collect::<Result<Vec<_>>>()?;
+        configs.sort_by(|a, b| a.policy_name.cmp(&b.policy_name));
+        Ok(configs)
+    }
+
+    async fn commit(&self, change: &Change) -> Result<()> {
+        let after = change.after.as_ref().map(PolicyDoc::from);
+        let event = EventDoc::from(&change.event);
+        let name = change.policy.to_string();
+        let expected = change.expected;
+        // Conflict is an answer, not an error: the closure returns what it found instead of
+        // failing, so the (empty) transaction still commits and releases its lock.
+        let outcome = self
+            .db
+            .run_transaction_with_options(
+                |db, tx| {
+                    let (after, event, name) = (after.clone(), event.clone(), name.clone());
+                    async move {
+                        let current: Option<PolicyDoc> = db
+                            .fluent()
+                            .select()
+                            .by_id_in(CONFIGS)
+                            .obj()
+                            .one(&name)
+                            .await?;
+                        let revision = current
+                            .as_ref()
+                            .map(|c| c.revision.unwrap_or(0).max(0) as u64);
+                        if revision != expected {
+                            return Ok(Some(current));
+                        }
+                        match &after {
+                            Some(doc) => {
+                                db.fluent()
+                                    .update()
+                                    .in_col(CONFIGS)
+                                    .document_id(&name)
+                                    .object(doc)
+                                    .add_to_transaction(tx)?;
+                            }
+                            None => {
+                                db.fluent()
+                                    .delete()
+                                    .from(CONFIGS)
+                                    .document_id(&name)
+                                    .add_to_transaction(tx)?;
+                            }
+                        }
+                        db.fluent()
+                            .update()
+                            .in_col(EVENTS)
+                            .document_id(&event.id)
+                            .object(&event)
+                            .add_to_transaction(tx)?;
+                        Ok::<_, firestore::errors::BackoffError<firestore::errors::FirestoreError>>(
+                            None,
+                        )
+                    }
+                    .boxed()
+                },
+                FirestoreTransactionOptions::new().with_max_retries(20),
+            )
+            .await
+            .map_err(unavailable)?;
+        match outcome {
+            None => Ok(()),
+            Some(current) => Err(conflict(
+                change,
+                current.map(PolicyDoc::into_config).transpose()?,
+            )),
+        }
+    }
+
+    async fn events(&self, name: &PolicyName, limit: usize) -> Result<Vec<AuditEvent>> {
+        let name = name.to_string();
+        let docs: Vec<EventDoc> = self
+            .db
+            .fluent()
+            .select()
+            .from(EVENTS)
+            .filter(|q| q.for_all([q.field("policy_name").eq(name.as_str())]))
+            .order(|o| o.fields([o.field("time").descending()]))
+            .limit(limit.min(u32::MAX as usize) as u32)
+            .obj()
+            .query()
+            .await
+            .map_err(unavailable)?;
+        docs.into_iter().map(EventDoc::into_event).collect()
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
