@@ -109,6 +109,8 @@ pub struct Change {
 /// commit. A stale `expected_revision` fails with [`Error::Conflict`].
 pub fn plan(current: Option<&PolicyConfig>, request: &Request, now: Timestamp) -> Result<Change> {
     validate_reason(&request.reason)?;
+    // Stores keep microseconds (Firestore does); so does every config, whatever the store.
+    let now = Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now);
     let name = &request.policy;
     let after = match (&request.operation, current) {
         (Operation::Create(new), None) => Some(create(name, new, &request.actor, now)?),

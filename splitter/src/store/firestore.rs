@@ -12,11 +12,11 @@ use crate::error::{Error, Result};
 use crate::names::{Actor, PolicyName, TenantId, Version};
 use crate::ops::{AuditEvent, Change};
 use crate::share::BasisPoints;
+use firestore::errors::FirestoreError;
 use firestore::{
     FirestoreDb, FirestoreDbOptions, FirestoreInstant, FirestoreListener, FirestoreListenerTarget,
-    FirestoreMemListenStateStorage, FirestoreTransactionOptions,
+    FirestoreMemListenStateStorage, FirestoreWritePrecondition,
 };
-use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -190,6 +190,17 @@ impl EventDoc {
     }
 }
 
+/// Whether a commit failed because another writer got there first (a precondition failed).
+fn lost_race(e: &FirestoreError) -> bool {
+    match e {
+        FirestoreError::DataConflictError(_) | FirestoreError::DataNotFoundError(_) => true,
+        FirestoreError::DatabaseError(e) => {
+            matches!(e.public.code.as_str(), "FailedPrecondition" | "Aborted")
+        }
+        _ => false,
+    }
+}
+
 fn unavailable(e: impl std::fmt::Display) -> Error {
     Error::Unavailable {
         store: "firestore",
@@ -250,6 +261,36 @@ impl FirestoreStore {
         Ok(())
     }
 
+    async fn read_with_time(
+        &self,
+        name: &str,
+    ) -> Result<(Option<PolicyConfig>, Option<FirestoreInstant>)> {
+        let doc = self
+            .db
+            .fluent()
+            .select()
+            .by_id_in(CONFIGS)
+            .one(name)
+            .await
+            .map_err(unavailable)?;
+        let Some(doc) = doc else {
+            return Ok((None, None));
+        };
+        let config = FirestoreDb::deserialize_doc_to::<PolicyDoc>(&doc)
+            .map_err(|e| Error::Corrupt {
+                store: "firestore",
+                key: name.to_string(),
+                detail: e.to_string(),
+            })?
+            .into_config()?;
+        let time = doc
+            .update_time
+            .map(firestore::timestamp_utils::from_timestamp)
+            .transpose()
+            .map_err(unavailable)?;
+        Ok((Some(config), time))
+    }
+
     pub fn db(&self) -> &FirestoreDb {
         &self.db
     }
@@ -295,71 +336,65 @@ impl ConfigStore for FirestoreStore {
         Ok(configs)
     }
 
+    /// Optimistic compare-and-swap without locks: read the document and its update time,
+    /// check the revision, then commit the config write (precondition: unchanged since that
+    /// read, or absent for a create) together with the event (precondition: new) in one atomic
+    /// commit. Losing the race fails the precondition; we then re-read to say who won.
     async fn commit(&self, change: &Change) -> Result<()> {
-        let after = change.after.as_ref().map(PolicyDoc::from);
-        let event = EventDoc::from(&change.event);
-        let name = change.policy.to_string();
-        let expected = change.expected;
-        // Conflict is an answer, not an error: the closure returns what it found instead of
-        // failing, so the (empty) transaction still commits and releases its lock.
-        let outcome = self
-            .db
-            .run_transaction_with_options(
-                |db, tx| {
-                    let (after, event, name) = (after.clone(), event.clone(), name.clone());
-                    async move {
-                        let current: Option<PolicyDoc> = db
-                            .fluent()
-                            .select()
-                            .by_id_in(CONFIGS)
-                            .obj()
-                            .one(&name)
-                            .await?;
-                        let revision = current
-                            .as_ref()
-                            .map(|c| c.revision.unwrap_or(0).max(0) as u64);
-                        if revision != expected {
-                            return Ok(Some(current));
-                        }
-                        match &after {
-                            Some(doc) => {
-                                db.fluent()
-                                    .update()
-                                    .in_col(CONFIGS)
-                                    .document_id(&name)
-                                    .object(doc)
-                                    .add_to_transaction(tx)?;
-                            }
-                            None => {
-                                db.fluent()
-                                    .delete()
-                                    .from(CONFIGS)
-                                    .document_id(&name)
-                                    .add_to_transaction(tx)?;
-                            }
-                        }
-                        db.fluent()
-                            .update()
-                            .in_col(EVENTS)
-                            .document_id(&event.id)
-                            .object(&event)
-                            .add_to_transaction(tx)?;
-                        Ok::<_, firestore::errors::BackoffError<firestore::errors::FirestoreError>>(
-                            None,
-                        )
-                    }
-                    .boxed()
-                },
-                FirestoreTransactionOptions::new().with_max_retries(20),
-            )
-            .await
-            .map_err(unavailable)?;
-        match outcome {
-            None => Ok(()),
-            Some(current) => Err(conflict(
-                change,
-                current.map(PolicyDoc::into_config).transpose()?,
-            )),
+        let name = change.policy.as_str();
+        let (current, update_time) = self.read_with_time(name).await?;
+        if current.as_ref().map(|c| c.revision) != change.expected {
+            return Err(conflict(change, current));
+        }
+        let precondition = match update_time {
+            Some(t) => FirestoreWritePrecondition::UpdateTime(t),
+            None => FirestoreWritePrecondition::Exists(false),
+        };
+        let mut tx = self.db.begin_transaction().await.map_err(unavailable)?;
+        let queued = (|| -> firestore::FirestoreResult<()> {
+            match &change.after {
+                Some(after) => {
+                    self.db
+                        .fluent()
+                        .update()
+                        .in_col(CONFIGS)
+                        .precondition(precondition)
+                        .document_id(name)
+                        .object(&PolicyDoc::from(after))
+                        .add_to_transaction(&mut tx)?;
+                }
+                None => {
+                    self.db
+                        .fluent()
+                        .delete()
+                        .from(CONFIGS)
+                        .document_id(name)
+                        .precondition(precondition)
+                        .add_to_transaction(&mut tx)?;
+                }
+            }
+            let event = EventDoc::from(&change.event);
+            self.db
+                .fluent()
+                .update()
+                .in_col(EVENTS)
+                .precondition(FirestoreWritePrecondition::Exists(false))
+                .document_id(&event.id)
+                .object(&event)
+                .add_to_transaction(&mut tx)?;
+            Ok(())
+        })();
+        if let Err(e) = queued {
+            tx.rollback().await.ok();
+            return Err(unavailable(e));
+        }
+        match tx.commit().await {
+            Ok(_) => Ok(()),
+            Err(e) if lost_race(&e) => {
+                let (now, _) = self.read_with_time(name).await?;
+                Err(conflict(change, now))
+            }
+            Err(e) => Err(unavailable(e)),
         }
     }
 

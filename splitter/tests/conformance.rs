@@ -1,0 +1,652 @@
+//! One conformance suite, run against every store: the embedded redb store and Firestore (the
+//! real emulator started by `./dev test`).
+
+mod support;
+
+use splitter::snapshot::Splitter;
+use splitter::store::embedded::EmbeddedStore;
+use splitter::store::firestore::FirestoreStore;
+use splitter::store::ConfigStore;
+use splitter::{
+    Actor, BasisPoints, Error, NewPolicy, Operation, Pin, PolicyConfig, PolicyName, Request,
+    RolloutState, TenantId, Version,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Harness {
+    pub store: Arc<dyn ConfigStore>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn embedded(_test: &str) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path().join("canary.redb")).unwrap();
+    Harness {
+        store: Arc::new(store),
+        _dir: Some(dir),
+    }
+}
+
+async fn firestore(test: &str) -> Harness {
+    support::shared_emulator();
+    let store = FirestoreStore::connect(&support::unique_project(test), Duration::from_secs(10))
+        .await
+        .expect("connect to the Firestore emulator");
+    Harness { store, _dir: None }
+}
+
+fn name(s: &str) -> PolicyName {
+    PolicyName::new(s).unwrap()
+}
+
+fn v(s: &str) -> Version {
+    Version::new(s).unwrap()
+}
+
+fn req(policy: &str, rev: Option<u64>, op: Operation, actor: &str, reason: &str) -> Request {
+    Request {
+        policy: name(policy),
+        expected_revision: rev,
+        operation: op,
+        actor: Actor::new(actor).unwrap(),
+        reason: reason.into(),
+    }
+}
+
+fn create_op(stable: &str, canary: Option<&str>) -> Operation {
+    Operation::Create(NewPolicy {
+        stable_version: v(stable),
+        canary_version: canary.map(v),
+        share: BasisPoints::ZERO,
+        salt: None,
+    })
+}
+
+async fn exec(store: &dyn ConfigStore, r: Request) -> PolicyConfig {
+    store
+        .execute(&r)
+        .await
+        .unwrap()
+        .expect("a config after a non-delete change")
+}
+
+mod suite {
+    use super::*;
+
+    pub async fn create_get_list(store: &dyn ConfigStore) {
+        assert!(store.list().await.unwrap().is_empty());
+        let c = exec(
+            store,
+            req("payment-api", None, create_op("v1", None), "alice", "new"),
+        )
+        .await;
+        assert_eq!(c.revision, 1);
+        assert_eq!(c.salt, "payment-api");
+        assert_eq!(c.state(), RolloutState::NoCanary);
+        exec(
+            store,
+            req("billing", None, create_op("v7", Some("v8")), "bob", ""),
+        )
+        .await;
+        let got = store.get(&name("payment-api")).await.unwrap().unwrap();
+        assert_eq!(
+            got, c,
+            "what is read equals what was written, timestamps included"
+        );
+        let names: Vec<String> = store
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.policy_name.to_string())
+            .collect();
+        assert_eq!(names, ["billing", "payment-api"]);
+        assert!(store.get(&name("nope")).await.unwrap().is_none());
+        let again = store
+            .execute(&req(
+                "payment-api",
+                None,
+                create_op("v1", None),
+                "alice",
+                "",
+            ))
+            .await;
+        assert!(matches!(again, Err(Error::AlreadyExists(_))), "{again:?}");
+    }
+
+    pub async fn lifecycle_with_audit_trail(store: &dyn ConfigStore) {
+        let c = exec(
+            store,
+            req(
+                "checkout",
+                None,
+                create_op("v1", None),
+                "alice",
+                "new policy",
+            ),
+        )
+        .await;
+        let c = exec(
+            store,
+            req(
+                "checkout",
+                Some(c.revision),
+                Operation::SetCanaryVersion { version: v("v2") },
+                "alice",
+                "start v2",
+            ),
+        )
+        .await;
+        assert_eq!(c.state(), RolloutState::Staged);
+        let c = exec(
+            store,
+            req(
+                "checkout",
+                Some(c.revision),
+                Operation::SetShare {
+                    share: BasisPoints::parse("12.5").unwrap(),
+                },
+                "bob",
+                "ramp",
+            ),
+        )
+        .await;
+        assert_eq!(c.canary_basis_points.get(), 1250);
+        assert_eq!(c.state(), RolloutState::Ramping);
+        assert_eq!(c.updated_by.as_str(), "bob");
+        let c = exec(
+            store,
+            req(
+                "checkout",
+                Some(c.revision),
+                Operation::Rollback,
+                "carol",
+                "errors up",
+            ),
+        )
+        .await;
+        assert_eq!(c.state(), RolloutState::RolledBack);
+        assert_eq!(
+            c.canary_version,
+            Some(v("v2")),
+            "rollback keeps the canary version"
+        );
+        let promote = store
+            .execute(&req(
+                "checkout",
+                Some(c.revision),
+                Operation::Promote,
+                "carol",
+                "",
+            ))
+            .await;
+        assert!(
+            matches!(promote, Err(Error::NotAllowed(_))),
+            "no promotion of a rolled-back canary: {promote:?}"
+        );
+        let c = exec(
+            store,
+            req(
+                "checkout",
+                Some(c.revision),
+                Operation::SetShare {
+                    share: BasisPoints::FULL,
+                },
+                "bob",
+                "fixed",
+            ),
+        )
+        .await;
+        assert_eq!(c.state(), RolloutState::AtFull);
+        let c = exec(
+            store,
+            req(
+                "checkout",
+                Some(c.revision),
+                Operation::Promote,
+                "bob",
+                "all good",
+            ),
+        )
+        .await;
+        assert_eq!(c.stable_version, v("v2"));
+        assert_eq!(c.canary_version, None);
+        assert_eq!(c.canary_basis_points, BasisPoints::ZERO);
+        assert_eq!(c.revision, 6);
+
+        let events = store.events(&name("checkout"), 100).await.unwrap();
+        let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            [
+                "promote",
+                "set_share",
+                "rollback",
+                "set_share",
+                "set_canary_version",
+                "create"
+            ]
+        );
+        let revisions: Vec<u64> = events.iter().map(|e| e.revision).collect();
+        assert_eq!(revisions, [6, 5, 4, 3, 2, 1]);
+        let rollback = &events[2];
+        assert_eq!(rollback.actor.as_str(), "carol");
+        assert_eq!(rollback.reason, "errors up");
+        assert_eq!(
+            rollback.before.as_ref().unwrap().canary_basis_points.get(),
+            1250
+        );
+        assert_eq!(
+            rollback.after.as_ref().unwrap().canary_basis_points.get(),
+            0
+        );
+        assert!(events[5].before.is_none());
+        assert_eq!(store.events(&name("checkout"), 2).await.unwrap().len(), 2);
+        assert_eq!(store.get(&name("checkout")).await.unwrap().unwrap(), c);
+    }
+
+    pub async fn stale_revision_is_a_conflict_naming_who(store: &dyn ConfigStore) {
+        let c = exec(
+            store,
+            req("search-api", None, create_op("v1", Some("v2")), "alice", ""),
+        )
+        .await;
+        exec(
+            store,
+            req(
+                "search-api",
+                Some(c.revision),
+                Operation::SetShare {
+                    share: BasisPoints::new(500).unwrap(),
+                },
+                "bob",
+                "",
+            ),
+        )
+        .await;
+        let stale = store
+            .execute(&req(
+                "search-api",
+                Some(c.revision),
+                Operation::SetShare {
+                    share: BasisPoints::new(9000).unwrap(),
+                },
+                "alice",
+                "",
+            ))
+            .await
+            .unwrap_err();
+        let message = stale.to_string();
+        assert!(matches!(stale, Error::Conflict { .. }), "{stale:?}");
+        assert!(
+            message.contains("changed by bob")
+                && message.contains("revision 2")
+                && message.contains("revision 1"),
+            "{message}"
+        );
+        let now = store.get(&name("search-api")).await.unwrap().unwrap();
+        assert_eq!(
+            now.canary_basis_points.get(),
+            500,
+            "the stale write changed nothing"
+        );
+        assert_eq!(
+            store.events(&name("search-api"), 10).await.unwrap().len(),
+            2
+        );
+    }
+
+    pub async fn racing_commits_one_wins(store: &dyn ConfigStore) {
+        let c = exec(
+            store,
+            req("race", None, create_op("v1", Some("v2")), "alice", ""),
+        )
+        .await;
+        // Both planned against revision 1; the store must refuse the second at commit time.
+        let a = splitter::ops::plan(
+            Some(&c),
+            &req(
+                "race",
+                Some(1),
+                Operation::SetShare {
+                    share: BasisPoints::new(100).unwrap(),
+                },
+                "a",
+                "",
+            ),
+            jiff::Timestamp::now(),
+        )
+        .unwrap();
+        let b = splitter::ops::plan(
+            Some(&c),
+            &req(
+                "race",
+                Some(1),
+                Operation::SetShare {
+                    share: BasisPoints::new(200).unwrap(),
+                },
+                "b",
+                "",
+            ),
+            jiff::Timestamp::now(),
+        )
+        .unwrap();
+        store.commit(&a).await.unwrap();
+        let err = store.commit(&b).await.unwrap_err();
+        assert!(err.to_string().contains("changed by a"), "{err}");
+        assert_eq!(
+            store
+                .get(&name("race"))
+                .await
+                .unwrap()
+                .unwrap()
+                .canary_basis_points
+                .get(),
+            100
+        );
+        assert_eq!(store.events(&name("race"), 10).await.unwrap().len(), 2);
+    }
+
+    pub async fn delete_needs_current_revision(store: &dyn ConfigStore) {
+        let c = exec(store, req("gone", None, create_op("v1", None), "alice", "")).await;
+        let stale = store
+            .execute(&req(
+                "gone",
+                Some(c.revision + 1),
+                Operation::Delete,
+                "alice",
+                "",
+            ))
+            .await;
+        assert!(matches!(stale, Err(Error::Conflict { .. })), "{stale:?}");
+        let after = store
+            .execute(&req(
+                "gone",
+                Some(c.revision),
+                Operation::Delete,
+                "alice",
+                "retired",
+            ))
+            .await
+            .unwrap();
+        assert!(after.is_none());
+        assert!(store.get(&name("gone")).await.unwrap().is_none());
+        let events = store.events(&name("gone"), 10).await.unwrap();
+        assert_eq!(events[0].action, "delete");
+        assert_eq!(events[0].reason, "retired");
+        assert!(events[0].after.is_none());
+        let missing = store
+            .execute(&req("gone", Some(1), Operation::Rollback, "alice", ""))
+            .await;
+        assert!(matches!(missing, Err(Error::NotFound(_))), "{missing:?}");
+        // A writer that still holds the deleted revision gets a conflict, not a resurrection.
+        let plan = splitter::ops::plan(
+            Some(&c),
+            &req(
+                "gone",
+                Some(1),
+                Operation::SetCanaryVersion { version: v("v2") },
+                "bob",
+                "",
+            ),
+            jiff::Timestamp::now(),
+        )
+        .unwrap();
+        let err = store.commit(&plan).await.unwrap_err();
+        assert!(err.to_string().contains("deleted meanwhile"), "{err}");
+        assert!(store.get(&name("gone")).await.unwrap().is_none());
+    }
+
+    pub async fn overrides_round_trip(store: &dyn ConfigStore) {
+        let c = exec(
+            store,
+            req("pins", None, create_op("v1", Some("v2")), "alice", ""),
+        )
+        .await;
+        let c = exec(
+            store,
+            req(
+                "pins",
+                Some(c.revision),
+                Operation::Pin {
+                    tenant: TenantId::new("über gmbh, inc.").unwrap(),
+                    pin: Pin::Canary,
+                },
+                "alice",
+                "",
+            ),
+        )
+        .await;
+        let c = exec(
+            store,
+            req(
+                "pins",
+                Some(c.revision),
+                Operation::Pin {
+                    tenant: TenantId::new("acme").unwrap(),
+                    pin: Pin::Stable,
+                },
+                "alice",
+                "",
+            ),
+        )
+        .await;
+        let got = store.get(&name("pins")).await.unwrap().unwrap();
+        assert_eq!(got.overrides.len(), 2);
+        assert_eq!(got.overrides.get("über gmbh, inc."), Some(&Pin::Canary));
+        let c = exec(
+            store,
+            req(
+                "pins",
+                Some(c.revision),
+                Operation::Unpin {
+                    tenant: TenantId::new("acme").unwrap(),
+                },
+                "alice",
+                "",
+            ),
+        )
+        .await;
+        assert_eq!(store.get(&name("pins")).await.unwrap().unwrap(), c);
+        let split = Splitter::from_configs(store.list().await.unwrap());
+        let d = split.select_version("pins", Some("über gmbh, inc."));
+        assert!(d.is_canary && d.version == v("v2"), "{d:?}");
+    }
+
+    /// 50 writers, each pinning its own tenant, retrying on conflict: no update is lost.
+    pub async fn fifty_concurrent_writers(store: Arc<dyn ConfigStore>) {
+        exec(
+            &*store,
+            req("hot", None, create_op("v1", Some("v2")), "setup", ""),
+        )
+        .await;
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let tenant = TenantId::new(format!("tenant-{i}")).unwrap();
+                let mut conflicts = 0u32;
+                loop {
+                    let cur = store.get(&name("hot")).await.unwrap().unwrap();
+                    let r = req(
+                        "hot",
+                        Some(cur.revision),
+                        Operation::Pin {
+                            tenant: tenant.clone(),
+                            pin: Pin::Canary,
+                        },
+                        &format!("writer-{i}"),
+                        "",
+                    );
+                    match store.execute(&r).await {
+                        Ok(_) => return conflicts,
+                        Err(Error::Conflict { .. }) => conflicts += 1,
+                        Err(e) => panic!("writer {i}: {e}"),
+                    }
+                    assert!(conflicts < 500, "writer {i} starved");
+                }
+            }));
+        }
+        let mut conflicts = 0;
+        for t in tasks {
+            conflicts += t.await.unwrap();
+        }
+        let end = store.get(&name("hot")).await.unwrap().unwrap();
+        assert_eq!(end.overrides.len(), 50, "every acknowledged pin is there");
+        assert_eq!(end.revision, 51);
+        let events = store.events(&name("hot"), 1000).await.unwrap();
+        assert_eq!(events.len(), 51);
+        let mut revs: Vec<u64> = events.iter().map(|e| e.revision).collect();
+        revs.sort();
+        assert_eq!(
+            revs,
+            (1..=51).collect::<Vec<_>>(),
+            "one event per revision, none twice"
+        );
+        assert!(
+            conflicts > 0,
+            "the writers did race (else this test proves nothing)"
+        );
+    }
+
+    /// The snapshot follows the store without a request-time read.
+    pub async fn snapshot_follows_changes(store: Arc<dyn ConfigStore>) {
+        let c = exec(
+            &*store,
+            req("follow", None, create_op("v1", Some("v2")), "alice", ""),
+        )
+        .await;
+        let split = Splitter::follow(store.clone(), Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert!(!split.select_version("follow", Some("tenant-1")).is_canary);
+        exec(
+            &*store,
+            req(
+                "follow",
+                Some(c.revision),
+                Operation::SetShare {
+                    share: BasisPoints::FULL,
+                },
+                "alice",
+                "",
+            ),
+        )
+        .await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !split.select_version("follow", Some("tenant-1")).is_canary {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the snapshot did not follow the change within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(split.health().age < Duration::from_secs(10));
+        assert!(split.health().last_error.is_none());
+        assert_eq!(
+            split.select_version("nope", Some("t")).version.as_str(),
+            "latest"
+        );
+    }
+
+    pub async fn rules_write_nothing(store: &dyn ConfigStore) {
+        let c = exec(
+            &*store,
+            req("rules", None, create_op("v1", None), "alice", ""),
+        )
+        .await;
+        for op in [
+            Operation::SetShare {
+                share: BasisPoints::new(100).unwrap(),
+            },
+            Operation::Promote,
+            Operation::Rollback,
+            Operation::SetCanaryVersion { version: v("v1") },
+        ] {
+            let e = store
+                .execute(&req("rules", Some(c.revision), op.clone(), "alice", ""))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(e, Error::NotAllowed(_) | Error::Invalid { .. }),
+                "{op:?}: {e:?}"
+            );
+        }
+        let missing_rev = store
+            .execute(&req("rules", None, Operation::Rollback, "alice", ""))
+            .await
+            .unwrap_err();
+        assert!(
+            missing_rev.to_string().contains("revision"),
+            "{missing_rev}"
+        );
+        assert_eq!(store.get(&name("rules")).await.unwrap().unwrap(), c);
+        assert_eq!(store.events(&name("rules"), 10).await.unwrap().len(), 1);
+    }
+}
+
+macro_rules! conformance {
+    ($store:ident) => {
+        mod $store {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn create_get_list() {
+                let h = super::$store("create_get_list").await;
+                suite::create_get_list(&*h.store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn lifecycle_with_audit_trail() {
+                let h = super::$store("lifecycle").await;
+                suite::lifecycle_with_audit_trail(&*h.store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn stale_revision_is_a_conflict_naming_who() {
+                let h = super::$store("stale").await;
+                suite::stale_revision_is_a_conflict_naming_who(&*h.store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn racing_commits_one_wins() {
+                let h = super::$store("race").await;
+                suite::racing_commits_one_wins(&*h.store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn delete_needs_current_revision() {
+                let h = super::$store("delete").await;
+                suite::delete_needs_current_revision(&*h.store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn overrides_round_trip() {
+                let h = super::$store("overrides").await;
+                suite::overrides_round_trip(&*h.store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn fifty_concurrent_writers() {
+                let h = super::$store("fifty").await;
+                suite::fifty_concurrent_writers(h.store.clone()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn snapshot_follows_changes() {
+                let h = super::$store("follow").await;
+                suite::snapshot_follows_changes(h.store.clone()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rules_write_nothing() {
+                let h = super::$store("rules").await;
+                suite::rules_write_nothing(&*h.store).await;
+            }
+        }
+    };
+}
+
+conformance!(embedded);
+conformance!(firestore);
