@@ -299,3 +299,167 @@ fn change(c: &mut PolicyConfig, op: &Operation) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).unwrap()
+    }
+
+    fn request(rev: Option<u64>, operation: Operation) -> Request {
+        Request {
+            policy: PolicyName::new("p").unwrap(),
+            expected_revision: rev,
+            operation,
+            actor: Actor::new("alice").unwrap(),
+            reason: String::new(),
+        }
+    }
+
+    fn created(canary: Option<&str>, share: u32) -> PolicyConfig {
+        let op = Operation::Create(NewPolicy {
+            stable_version: Version::new("v1").unwrap(),
+            canary_version: canary.map(|c| Version::new(c).unwrap()),
+            share: BasisPoints::new(share).unwrap(),
+            salt: None,
+        });
+        plan(None, &request(None, op), now())
+            .unwrap()
+            .after
+            .unwrap()
+    }
+
+    fn apply(c: &PolicyConfig, op: Operation) -> Result<PolicyConfig> {
+        Ok(plan(Some(c), &request(Some(c.revision), op), now())?
+            .after
+            .unwrap())
+    }
+
+    #[test]
+    fn create_rules() {
+        let c = created(Some("v2"), 500);
+        assert_eq!((c.revision, c.salt.as_str()), (1, "p"));
+        let op = |canary: Option<&str>, share| {
+            Operation::Create(NewPolicy {
+                stable_version: Version::new("v1").unwrap(),
+                canary_version: canary.map(|c| Version::new(c).unwrap()),
+                share: BasisPoints::new(share).unwrap(),
+                salt: None,
+            })
+        };
+        let e = plan(None, &request(None, op(None, 100)), now()).unwrap_err();
+        assert!(e.to_string().contains("needs a canary version"), "{e}");
+        let e = plan(None, &request(None, op(Some("v1"), 0)), now()).unwrap_err();
+        assert!(e.to_string().contains("already the stable version"), "{e}");
+    }
+
+    #[test]
+    fn canary_version_cannot_be_swapped_under_traffic() {
+        let c = created(Some("v2"), 500);
+        let e = apply(
+            &c,
+            Operation::SetCanaryVersion {
+                version: Version::new("v3").unwrap(),
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::NotAllowed(_)), "{e}");
+        let c = apply(&c, Operation::Rollback).unwrap();
+        let c = apply(
+            &c,
+            Operation::SetCanaryVersion {
+                version: Version::new("v3").unwrap(),
+            },
+        )
+        .unwrap();
+        assert!(!c.rolled_back, "a new canary version starts fresh");
+    }
+
+    #[test]
+    fn salt_changes_only_when_nobody_would_move() {
+        let c = created(Some("v2"), 500);
+        let e = apply(&c, Operation::SetSalt { salt: "new".into() }).unwrap_err();
+        assert!(e.to_string().contains("would move tenants"), "{e}");
+        let c0 = created(Some("v2"), 0);
+        assert_eq!(
+            apply(&c0, Operation::SetSalt { salt: "new".into() })
+                .unwrap()
+                .salt,
+            "new"
+        );
+        let c100 = created(Some("v2"), 10_000);
+        assert_eq!(
+            apply(&c100, Operation::SetSalt { salt: "new".into() })
+                .unwrap()
+                .salt,
+            "new"
+        );
+    }
+
+    #[test]
+    fn no_op_changes_are_refused() {
+        let c = created(Some("v2"), 500);
+        for op in [
+            Operation::SetShare {
+                share: BasisPoints::new(500).unwrap(),
+            },
+            Operation::SetCanaryVersion {
+                version: Version::new("v2").unwrap(),
+            },
+            Operation::Unpin {
+                tenant: TenantId::new("nobody").unwrap(),
+            },
+        ] {
+            assert!(
+                matches!(apply(&c, op.clone()), Err(Error::NoChange(_))),
+                "{op:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn events_describe_the_change() {
+        let c = created(Some("v2"), 500);
+        let change = plan(Some(&c), &request(Some(1), Operation::Promote), now()).unwrap();
+        assert_eq!(change.expected, Some(1));
+        assert_eq!(change.event.action, "promote");
+        assert_eq!(change.event.revision, 2);
+        assert_eq!(change.event.before.as_ref(), Some(&c));
+        let after = change.after.unwrap();
+        assert_eq!(
+            (
+                after.stable_version.as_str(),
+                after.canary_version.is_none()
+            ),
+            ("v2", true)
+        );
+        let too_long = Request {
+            reason: "x".repeat(1001),
+            ..request(Some(1), Operation::Rollback)
+        };
+        assert!(plan(Some(&c), &too_long, now())
+            .unwrap_err()
+            .to_string()
+            .starts_with("reason:"));
+    }
+
+    #[test]
+    fn pins_are_bounded() {
+        let mut c = created(Some("v2"), 0);
+        for i in 0..MAX_OVERRIDES {
+            c.overrides
+                .insert(TenantId::new(format!("t{i}")).unwrap(), Pin::Canary);
+        }
+        let e = apply(
+            &c,
+            Operation::Pin {
+                tenant: TenantId::new("one-more").unwrap(),
+                pin: Pin::Stable,
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("at most 1000"), "{e}");
+    }
+}

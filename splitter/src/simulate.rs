@@ -190,3 +190,96 @@ impl Simulator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::{Actor, PolicyName, Version};
+
+    fn config(bp: u16) -> PolicyConfig {
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        let actor = Actor::new("t").unwrap();
+        PolicyConfig {
+            policy_name: PolicyName::new("payment-api").unwrap(),
+            stable_version: Version::new("v1").unwrap(),
+            canary_version: Some(Version::new("v2").unwrap()),
+            canary_basis_points: BasisPoints::new(bp.into()).unwrap(),
+            salt: "payment-api".into(),
+            overrides: Default::default(),
+            rolled_back: false,
+            revision: 1,
+            created_at: now,
+            created_by: actor.clone(),
+            updated_at: now,
+            updated_by: actor,
+        }
+    }
+
+    #[test]
+    fn counts_movers() {
+        // Buckets: tenant-123 3729, tenant-124 1123, acme-corp 7105.
+        let sim = Simulator::new(&config(2000), BasisPoints::new(8000).unwrap());
+        let c = sim.counts(&["tenant-123", "tenant-124", "acme-corp"]);
+        assert_eq!(
+            c,
+            SimulationCounts {
+                tenants: 3,
+                canary_now: 1,
+                canary_proposed: 3,
+                to_canary: 2,
+                to_stable: 0,
+                invalid: 0
+            }
+        );
+        let down = Simulator::new(&config(8000), BasisPoints::new(2000).unwrap());
+        assert_eq!(
+            down.counts(&["tenant-123", "tenant-124", "acme-corp"])
+                .to_stable,
+            2
+        );
+    }
+
+    #[test]
+    fn stream_keeps_order_across_chunks_and_reports_bad_lines() {
+        let n = STREAM_CHUNK * 2 + 17;
+        let mut input = String::new();
+        for i in 0..n {
+            input.push_str(&format!("tenant-{i}\n"));
+            if i == 5 {
+                input.push('\n');
+            }
+        }
+        let sim = Simulator::new(&config(1000), BasisPoints::new(5000).unwrap());
+        let mut seen = Vec::new();
+        let mut bad = Vec::new();
+        let counts = sim
+            .stream(
+                input.as_bytes(),
+                |row| {
+                    seen.push(row.tenant.to_string());
+                    Ok(())
+                },
+                |line, e| {
+                    bad.push((line, e.to_string()));
+                    Ok(())
+                },
+            )
+            .unwrap();
+        assert_eq!(seen.len(), n);
+        assert!(seen
+            .iter()
+            .enumerate()
+            .all(|(i, t)| *t == format!("tenant-{i}")));
+        assert_eq!(bad, [(7, "tenant id: is empty".to_string())]);
+        assert_eq!(counts.tenants, n as u64);
+        assert_eq!(counts.invalid, 1);
+        let all: Vec<String> = (0..n).map(|i| format!("tenant-{i}")).collect();
+        assert_eq!(
+            SimulationCounts {
+                invalid: 1,
+                ..sim.counts(&all)
+            },
+            counts
+        );
+    }
+}

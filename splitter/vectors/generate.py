@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Generates the splitter's compatibility vectors from the written spec, with Python's hashlib
-only (no Rust code involved). Run: python3 splitter/vectors/generate.py
+only (no Rust code involved). Run: python3 splitter/vectors/generate.py [OUT_DIR]
 
 - bucketing.json: salt, tenant -> bucket (0..9999)
 - decisions.json: a policy config, a tenant (or none) -> version, is_canary
@@ -95,17 +95,19 @@ def decision_cases():
     return cases
 
 
-def write(name, data):
-    with open(os.path.join(HERE, name), "w", encoding="utf-8") as f:
+def write(name, data, out_dir):
+    with open(os.path.join(out_dir, name), "w", encoding="utf-8") as f:
         json.dump(data, f, ensure_ascii=False, indent=1)
         f.write("\n")
 
 
 if __name__ == "__main__":
+    import sys
+    out_dir = sys.argv[1] if len(sys.argv) > 1 else HERE
     write("bucketing.json", {"spec": "bucket = first 8 bytes of SHA-256(salt + ':' + tenant), "
                                      "big-endian u64, mod 10000",
-                             "cases": bucketing_cases()})
+                             "cases": bucketing_cases()}, out_dir)
     write("decisions.json", {"spec": "canary iff override says canary (and a canary version "
                                      "exists), else bucket < canary_basis_points; no tenant -> "
                                      "stable; no config -> latest",
-                             "cases": decision_cases()})
+                             "cases": decision_cases()}, out_dir)

@@ -1,0 +1,96 @@
+//! The Firestore document layout: compatible with the original design's documents.
+
+mod support;
+
+use firestore::FirestoreInstant;
+use serde::{Deserialize, Serialize};
+use splitter::store::firestore::{FirestoreStore, CONFIGS};
+use splitter::store::ConfigStore;
+use splitter::{Actor, BasisPoints, Operation, PolicyName, Request};
+use std::time::Duration;
+
+/// A document as the original Go design wrote it: no basis points, salt, overrides or revision.
+#[derive(Serialize, Deserialize)]
+struct LegacyDoc {
+    policy_name: String,
+    stable_version: String,
+    canary_version: String,
+    canary_percentage: i64,
+    #[serde(with = "firestore::serialize_as_timestamp")]
+    created_at: FirestoreInstant,
+    #[serde(with = "firestore::serialize_as_timestamp")]
+    updated_at: FirestoreInstant,
+    created_by: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_legacy_documents_and_keeps_writing_canary_percentage() {
+    support::shared_emulator();
+    let store =
+        FirestoreStore::connect(&support::unique_project("legacy"), Duration::from_secs(10))
+            .await
+            .unwrap();
+    let now = FirestoreInstant::now();
+    let legacy = LegacyDoc {
+        policy_name: "payment-api".into(),
+        stable_version: "v1".into(),
+        canary_version: "v2".into(),
+        canary_percentage: 10,
+        created_at: now,
+        updated_at: now,
+        created_by: "go-service".into(),
+    };
+    let _: LegacyDoc = store
+        .db()
+        .fluent()
+        .insert()
+        .into(CONFIGS)
+        .document_id("payment-api")
+        .object(&legacy)
+        .execute()
+        .await
+        .unwrap();
+
+    let c = store
+        .get(&PolicyName::new("payment-api").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        c.canary_basis_points.get(),
+        1000,
+        "basis points = percentage × 100"
+    );
+    assert_eq!(c.salt, "payment-api");
+    assert_eq!(c.revision, 0);
+    assert_eq!(c.canary_version.as_ref().unwrap().as_str(), "v2");
+    assert_eq!(c.created_by.as_str(), "go-service");
+
+    // A change based on revision 0 upgrades the document and keeps `canary_percentage` for
+    // older readers (rounded down: 12.5% -> 12).
+    let request = Request {
+        policy: c.policy_name.clone(),
+        expected_revision: Some(0),
+        operation: Operation::SetShare {
+            share: BasisPoints::parse("12.5").unwrap(),
+        },
+        actor: Actor::new("alice").unwrap(),
+        reason: "ramp".into(),
+    };
+    store.execute(&request).await.unwrap();
+    let raw: LegacyDoc = store
+        .db()
+        .fluent()
+        .select()
+        .by_id_in(CONFIGS)
+        .obj()
+        .one("payment-api")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(raw.canary_percentage, 12);
+    assert_eq!(raw.canary_version, "v2");
+    let c = store.get(&c.policy_name).await.unwrap().unwrap();
+    assert_eq!(c.canary_basis_points.get(), 1250);
+    assert_eq!(c.revision, 1);
+}
