@@ -129,7 +129,10 @@ fn validate_policy_name(s: &str) -> Result<()> {
 
 /// Whether `s` follows the tenant rules, without allocating (the request path uses this).
 pub fn tenant_is_valid(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 256 && control_char(s).is_none()
+    // Printable ASCII is the common case and needs no char decoding.
+    !s.is_empty()
+        && s.len() <= 256
+        && (s.bytes().all(|b| (0x20..0x7f).contains(&b)) || control_char(s).is_none())
 }
 
 fn validate_tenant_id(s: &str) -> Result<()> {

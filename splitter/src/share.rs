@@ -114,7 +114,7 @@ impl fmt::Display for BasisPoints {
         let frac = self.0 % 100;
         match frac {
             0 => write!(f, "{whole}%"),
-            _ if frac % 10 == 0 => write!(f, "{whole}.{}%", frac / 10),
+            _ if frac.is_multiple_of(10) => write!(f, "{whole}.{}%", frac / 10),
             _ => write!(f, "{whole}.{frac:02}%"),
         }
     }

@@ -48,6 +48,7 @@ impl SimulationCounts {
         self.to_stable += u64::from(row.canary_now && !row.canary_proposed);
     }
 
+    #[cfg_attr(not(feature = "parallel"), allow(dead_code))]
     fn merge(mut self, other: SimulationCounts) -> SimulationCounts {
         self.tenants += other.tenants;
         self.canary_now += other.canary_now;
@@ -89,11 +90,23 @@ impl Simulator {
     }
 
     /// One tenant (already validated): one hash, two evaluations.
+    #[inline]
     pub fn tenant<T: AsRef<str>>(&self, tenant: T) -> SimulatedTenant<T> {
         let t = tenant.as_ref();
         let b = bucket(&self.now.salt, t);
-        let (canary_now, _) = evaluate(&self.now, t, || b);
-        let (canary_proposed, _) = evaluate(&self.proposed, t, || b);
+        let (canary_now, canary_proposed) =
+            if self.now.overrides.is_empty() && self.now.canary_version.is_some() {
+                // The common case, without pins: exactly what `evaluate` says, minus its lookups.
+                (
+                    b.get() < self.now.canary_basis_points.get(),
+                    b.get() < self.proposed.canary_basis_points.get(),
+                )
+            } else {
+                (
+                    evaluate(&self.now, t, || b).0,
+                    evaluate(&self.proposed, t, || b).0,
+                )
+            };
         SimulatedTenant {
             tenant,
             bucket: b,
@@ -123,23 +136,25 @@ impl Simulator {
 
     /// Counts only, for a slice of tenants, on all cores.
     pub fn counts<T: AsRef<str> + Sync>(&self, tenants: &[T]) -> SimulationCounts {
-        let one = |acc: SimulationCounts, t: &T| {
-            let mut acc = acc;
-            acc.add(&self.tenant(t.as_ref()));
+        // A plain loop per chunk keeps the per-tenant work inlined.
+        let chunk = |part: &[T]| {
+            let mut acc = SimulationCounts::default();
+            for t in part {
+                acc.add(&self.tenant(t.as_ref()));
+            }
             acc
         };
         #[cfg(feature = "parallel")]
         {
             use rayon::prelude::*;
             tenants
-                .par_iter()
-                .with_min_len(4096)
-                .fold(SimulationCounts::default, one)
+                .par_chunks(8192)
+                .map(chunk)
                 .reduce(SimulationCounts::default, SimulationCounts::merge)
         }
         #[cfg(not(feature = "parallel"))]
         {
-            tenants.iter().fold(SimulationCounts::default(), one)
+            chunk(tenants)
         }
     }
 

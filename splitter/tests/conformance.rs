@@ -552,7 +552,7 @@ mod suite {
 
     pub async fn rules_write_nothing(store: &dyn ConfigStore) {
         let c = exec(
-            &*store,
+            store,
             req("rules", None, create_op("v1", None), "alice", ""),
         )
         .await;
