@@ -8,22 +8,14 @@ use splitter::{Actor, BasisPoints, PolicyConfig, PolicyName, Version};
 use std::hint::black_box;
 
 fn config(name: &str) -> PolicyConfig {
-    let now = jiff::Timestamp::now();
-    let actor = Actor::new("bench").unwrap();
-    PolicyConfig {
-        policy_name: PolicyName::new(name).unwrap(),
-        stable_version: Version::new("v1").unwrap(),
-        canary_version: Some(Version::new("v2").unwrap()),
-        canary_basis_points: BasisPoints::new(1250).unwrap(),
-        salt: name.to_string(),
-        overrides: Default::default(),
-        rolled_back: false,
-        revision: 1,
-        created_at: now,
-        created_by: actor.clone(),
-        updated_at: now,
-        updated_by: actor,
-    }
+    PolicyConfig::new(
+        PolicyName::new(name).unwrap(),
+        Version::new("v1").unwrap(),
+        Some(Version::new("v2").unwrap()),
+        BasisPoints::new(1250).unwrap(),
+        Actor::new("bench").unwrap(),
+        jiff::Timestamp::now(),
+    )
 }
 
 fn bench(c: &mut Criterion) {

@@ -7,22 +7,14 @@ use splitter::{Actor, BasisPoints, PolicyConfig, PolicyName, Simulator, Version}
 use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {
-    let now = jiff::Timestamp::now();
-    let actor = Actor::new("bench").unwrap();
-    let config = PolicyConfig {
-        policy_name: PolicyName::new("payment-api").unwrap(),
-        stable_version: Version::new("v1").unwrap(),
-        canary_version: Some(Version::new("v2").unwrap()),
-        canary_basis_points: BasisPoints::new(1000).unwrap(),
-        salt: "payment-api".into(),
-        overrides: Default::default(),
-        rolled_back: false,
-        revision: 1,
-        created_at: now,
-        created_by: actor.clone(),
-        updated_at: now,
-        updated_by: actor,
-    };
+    let config = PolicyConfig::new(
+        PolicyName::new("payment-api").unwrap(),
+        Version::new("v1").unwrap(),
+        Some(Version::new("v2").unwrap()),
+        BasisPoints::new(1000).unwrap(),
+        Actor::new("bench").unwrap(),
+        jiff::Timestamp::now(),
+    );
     let tenants: Vec<String> = (0..1_000_000).map(|i| format!("tenant-{i:08}")).collect();
     let keys: Vec<String> = tenants.iter().map(|t| format!("payment-api:{t}")).collect();
     let sim = Simulator::new(&config, BasisPoints::new(2500).unwrap());

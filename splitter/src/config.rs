@@ -92,6 +92,31 @@ impl RolloutState {
 }
 
 impl PolicyConfig {
+    /// A new policy at revision 1, salted with its own name, no pins.
+    pub fn new(
+        name: PolicyName,
+        stable: Version,
+        canary: Option<Version>,
+        share: BasisPoints,
+        actor: Actor,
+        now: Timestamp,
+    ) -> PolicyConfig {
+        PolicyConfig {
+            salt: name.to_string(),
+            policy_name: name,
+            stable_version: stable,
+            canary_version: canary,
+            canary_basis_points: share,
+            overrides: BTreeMap::new(),
+            rolled_back: false,
+            revision: 1,
+            created_at: now,
+            created_by: actor.clone(),
+            updated_at: now,
+            updated_by: actor,
+        }
+    }
+
     pub fn state(&self) -> RolloutState {
         match (&self.canary_version, self.canary_basis_points.get()) {
             (None, _) => RolloutState::NoCanary,

@@ -102,23 +102,17 @@ fn assign(
         Some(path) => read_overrides(&path)?,
         None => BTreeMap::new(),
     };
-    let now = jiff::Timestamp::now();
-    let actor = Actor::new("splitter-cli").expect("valid actor");
     // A preview has no versions; placeholders stand in so pins and shares apply as they would.
-    let config = PolicyConfig {
-        policy_name: policy,
-        stable_version: Version::new("stable").expect("valid"),
-        canary_version: Some(Version::new("canary").expect("valid")),
-        canary_basis_points: share,
-        salt,
-        overrides,
-        rolled_back: false,
-        revision: 1,
-        created_at: now,
-        created_by: actor.clone(),
-        updated_at: now,
-        updated_by: actor,
-    };
+    let mut config = PolicyConfig::new(
+        policy,
+        Version::new("stable").expect("valid"),
+        Some(Version::new("canary").expect("valid")),
+        share,
+        Actor::new("splitter-cli").expect("valid actor"),
+        jiff::Timestamp::now(),
+    );
+    config.salt = salt;
+    config.overrides = overrides;
     let simulator = Simulator::new(&config, share);
     let stdout = io::stdout().lock();
     let mut out = csv::Writer::from_writer(BufWriter::new(stdout));

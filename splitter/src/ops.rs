@@ -183,20 +183,16 @@ fn create(
             "a share above 0% needs a canary version",
         ));
     }
-    Ok(PolicyConfig {
-        policy_name: name.clone(),
-        stable_version: new.stable_version.clone(),
-        canary_version: new.canary_version.clone(),
-        canary_basis_points: new.share,
-        salt,
-        overrides: Default::default(),
-        rolled_back: false,
-        revision: 1,
-        created_at: now,
-        created_by: actor.clone(),
-        updated_at: now,
-        updated_by: actor.clone(),
-    })
+    let mut config = PolicyConfig::new(
+        name.clone(),
+        new.stable_version.clone(),
+        new.canary_version.clone(),
+        new.share,
+        actor.clone(),
+        now,
+    );
+    config.salt = salt;
+    Ok(config)
 }
 
 /// Applies one non-create, non-delete operation to `c`, enforcing the state rules.

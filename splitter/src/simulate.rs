@@ -212,22 +212,14 @@ mod tests {
     use crate::names::{Actor, PolicyName, Version};
 
     fn config(bp: u16) -> PolicyConfig {
-        let now = jiff::Timestamp::UNIX_EPOCH;
-        let actor = Actor::new("t").unwrap();
-        PolicyConfig {
-            policy_name: PolicyName::new("payment-api").unwrap(),
-            stable_version: Version::new("v1").unwrap(),
-            canary_version: Some(Version::new("v2").unwrap()),
-            canary_basis_points: BasisPoints::new(bp.into()).unwrap(),
-            salt: "payment-api".into(),
-            overrides: Default::default(),
-            rolled_back: false,
-            revision: 1,
-            created_at: now,
-            created_by: actor.clone(),
-            updated_at: now,
-            updated_by: actor,
-        }
+        PolicyConfig::new(
+            PolicyName::new("payment-api").unwrap(),
+            Version::new("v1").unwrap(),
+            Some(Version::new("v2").unwrap()),
+            BasisPoints::new(bp.into()).unwrap(),
+            Actor::new("t").unwrap(),
+            jiff::Timestamp::UNIX_EPOCH,
+        )
     }
 
     #[test]

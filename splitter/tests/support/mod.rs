@@ -2,28 +2,19 @@
 #![allow(dead_code)]
 
 use splitter::{Actor, BasisPoints, PolicyConfig, PolicyName, Version};
-use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn config(name: &str, canary: Option<&str>, bp: u16) -> PolicyConfig {
-    let now = jiff::Timestamp::now();
-    let actor = Actor::new("test").unwrap();
-    PolicyConfig {
-        policy_name: PolicyName::new(name).unwrap(),
-        stable_version: Version::new("v1").unwrap(),
-        canary_version: canary.map(|v| Version::new(v).unwrap()),
-        canary_basis_points: BasisPoints::new(bp.into()).unwrap(),
-        salt: name.to_string(),
-        overrides: BTreeMap::new(),
-        rolled_back: false,
-        revision: 1,
-        created_at: now,
-        created_by: actor.clone(),
-        updated_at: now,
-        updated_by: actor,
-    }
+    PolicyConfig::new(
+        PolicyName::new(name).unwrap(),
+        Version::new("v1").unwrap(),
+        canary.map(|v| Version::new(v).unwrap()),
+        BasisPoints::new(bp.into()).unwrap(),
+        Actor::new("test").unwrap(),
+        jiff::Timestamp::now(),
+    )
 }
 
 /// SplitMix64: a tiny, fixed-seed generator for synthetic tenant ids.
