@@ -12,6 +12,17 @@ fn tenants(seed: u64, n: usize) -> Vec<String> {
     (0..n).map(|_| rng.tenant()).collect()
 }
 
+/// `observed` of N successes is within 5 standard deviations of a Binomial(N, p).
+fn assert_binomial(observed: usize, p: f64, what: &str) {
+    let mean = N as f64 * p;
+    let sd = (N as f64 * p * (1.0 - p)).sqrt();
+    assert!(
+        (observed as f64 - mean).abs() < 5.0 * sd,
+        "{what}: {observed}, expected {mean:.0} ± {:.0}",
+        5.0 * sd
+    );
+}
+
 /// Chi-square over the 10 000 buckets: with 9 999 degrees of freedom the statistic has mean
 /// 9 999 and standard deviation ~141.4; we accept within 5 standard deviations.
 #[test]
@@ -40,15 +51,8 @@ fn binomial_bounds_at_each_share() {
     let ts = tenants(2, N);
     let buckets: Vec<u16> = ts.iter().map(|t| bucket("search-api", t).get()).collect();
     for bp in [1u16, 100, 500, 1000, 2500, 5000, 9999] {
-        let on = buckets.iter().filter(|&&b| b < bp).count() as f64;
-        let p = f64::from(bp) / 10_000.0;
-        let mean = N as f64 * p;
-        let sd = (N as f64 * p * (1.0 - p)).sqrt();
-        assert!(
-            (on - mean).abs() < 5.0 * sd,
-            "{bp}bp: {on} on canary, expected {mean:.0} ± {:.0}",
-            5.0 * sd
-        );
+        let on = buckets.iter().filter(|&&b| b < bp).count();
+        assert_binomial(on, f64::from(bp) / 10_000.0, &format!("{bp}bp on canary"));
     }
 }
 
@@ -60,15 +64,8 @@ fn policies_are_independent() {
     let both = ts
         .iter()
         .filter(|t| bucket("payment-api", t).get() < 1000 && bucket("search-api", t).get() < 1000)
-        .count() as f64;
-    let q = p * p;
-    let mean = N as f64 * q;
-    let sd = (N as f64 * q * (1.0 - q)).sqrt();
-    assert!(
-        (both - mean).abs() < 5.0 * sd,
-        "overlap {both}, expected {mean:.0} ± {:.0}",
-        5.0 * sd
-    );
+        .count();
+    assert_binomial(both, p * p, "on canary for both policies");
     // The unsalted original design would put the very same 10% on canary for both.
-    assert!(both < 0.5 * N as f64 * p);
+    assert!((both as f64) < 0.5 * N as f64 * p);
 }
