@@ -1,0 +1,64 @@
+//! The APX Canary dashboard: pages (`routes/`), reusable pieces (`components/`), plain data and
+//! its formatting (`model`), and the server functions that read the store (`server_fns`).
+
+pub mod components;
+pub mod model;
+pub mod routes;
+pub mod server_fns;
+#[cfg(feature = "ssr")]
+pub mod state;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::{path, SsrMode};
+
+/// The HTML document around the app (server only renders it).
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/apx-canary.css"/>
+        <Title text="APX Canary"/>
+        <header class="top">
+            <a href="/" class="brand">"APX Canary"</a>
+            <span class="legend"><span class="swatch stable"></span>"stable" <span class="swatch canary"></span>"canary"</span>
+        </header>
+        <Router>
+            <main>
+                // Async: the whole page is rendered before it is sent, so it works without JavaScript.
+                <Routes fallback=|| view! { <h1>"Page not found"</h1><p><a href="/">"All policies"</a></p> }>
+                    <Route path=path!("/") view=routes::overview::Overview ssr=SsrMode::Async/>
+                    <Route path=path!("/policies/new") view=routes::new_policy::NewPolicy ssr=SsrMode::Async/>
+                    <Route path=path!("/policies/:name") view=routes::policy::Policy ssr=SsrMode::Async/>
+                    <Route path=path!("/policies/:name/simulate") view=routes::simulate::Simulate ssr=SsrMode::Async/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

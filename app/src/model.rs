@@ -1,0 +1,233 @@
+//! Plain data the pages show, shared by the server and the browser.
+
+use serde::{Deserialize, Serialize};
+use splitter::{AuditEvent, PolicyConfig};
+
+/// One policy and its recent history, as the policy page shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PolicyPage {
+    pub config: PolicyConfig,
+    pub events: Vec<AuditEvent>,
+}
+
+/// A human-friendly "how long ago" for a timestamp, relative to `now`.
+pub fn ago(then: jiff::Timestamp, now: jiff::Timestamp) -> String {
+    let secs = now.as_second() - then.as_second();
+    match secs {
+        s if s < 0 => "just now".into(),
+        s if s < 60 => format!("{s} s ago"),
+        s if s < 3600 => format!("{} min ago", s / 60),
+        s if s < 86_400 => format!("{} h ago", s / 3600),
+        s => format!("{} d ago", s / 86_400),
+    }
+}
+
+/// A timestamp as operators read it: `2026-11-28 16:30:05 UTC`.
+pub fn when(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policies(n: usize) -> Vec<PolicyConfig> {
+        (0..n)
+            .map(|i| {
+                let mut c = PolicyConfig::new(
+                    splitter::PolicyName::new(format!("policy-{i:04}")).unwrap(),
+                    splitter::Version::new("v1").unwrap(),
+                    (i % 2 == 0).then(|| splitter::Version::new("v2").unwrap()),
+                    splitter::BasisPoints::ZERO,
+                    splitter::Actor::new("t").unwrap(),
+                    jiff::Timestamp::from_second(i as i64).unwrap(),
+                );
+                if i % 2 == 0 {
+                    c.canary_basis_points =
+                        splitter::BasisPoints::new((i % 100) as u32 * 100).unwrap();
+                }
+                c
+            })
+            .collect()
+    }
+
+    #[test]
+    fn overview_filters_sorts_and_pages() {
+        let all = policies(1000);
+        let q = OverviewQuery {
+            page: 3,
+            ..Default::default()
+        };
+        let p = q.apply(all.clone());
+        assert_eq!(
+            (p.matching, p.pages, p.page, p.rows.len()),
+            (1000, 20, 3, PAGE_SIZE)
+        );
+        assert_eq!(p.rows[0].policy_name.as_str(), "policy-0100");
+        let ramping = OverviewQuery {
+            state: "ramping".into(),
+            sort: "share".into(),
+            ..Default::default()
+        };
+        let p = ramping.apply(all.clone());
+        assert!(p
+            .rows
+            .iter()
+            .all(|c| c.state() == splitter::RolloutState::Ramping));
+        assert!(p
+            .rows
+            .windows(2)
+            .all(|w| w[0].canary_basis_points >= w[1].canary_basis_points));
+        let named = OverviewQuery {
+            q: "POLICY-099".into(),
+            sort: "updated".into(),
+            page: 99,
+            ..Default::default()
+        };
+        let p = named.apply(all);
+        assert_eq!((p.matching, p.page), (10, 1));
+        assert_eq!(
+            p.rows[0].policy_name.as_str(),
+            "policy-0999",
+            "newest change first"
+        );
+    }
+
+    #[test]
+    fn ago_reads_naturally() {
+        let now = jiff::Timestamp::from_second(1_000_000).unwrap();
+        let at = |s: i64| jiff::Timestamp::from_second(1_000_000 - s).unwrap();
+        assert_eq!(ago(at(5), now), "5 s ago");
+        assert_eq!(ago(at(120), now), "2 min ago");
+        assert_eq!(ago(at(7200), now), "2 h ago");
+        assert_eq!(ago(at(3 * 86_400), now), "3 d ago");
+    }
+}
+
+/// The overview's filter, sort and page, as carried in its URL.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OverviewQuery {
+    /// Part of a policy name, case-insensitive.
+    pub q: String,
+    /// A [`splitter::RolloutState`] in snake case, or empty for all.
+    pub state: String,
+    /// `name` (default), `share` (highest first) or `updated` (newest first).
+    pub sort: String,
+    /// 1-based page.
+    pub page: usize,
+}
+
+/// Policies shown per overview page.
+pub const PAGE_SIZE: usize = 50;
+
+/// One page of the overview.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverviewPage {
+    pub rows: Vec<PolicyConfig>,
+    /// Policies matching the filter (on all pages).
+    pub matching: usize,
+    pub page: usize,
+    pub pages: usize,
+}
+
+impl OverviewQuery {
+    /// Filters, sorts and pages `all`.
+    pub fn apply(&self, mut all: Vec<PolicyConfig>) -> OverviewPage {
+        let needle = self.q.trim().to_lowercase();
+        all.retain(|c| {
+            (needle.is_empty() || c.policy_name.as_str().contains(&needle))
+                && (self.state.is_empty() || state_key(c) == self.state)
+        });
+        match self.sort.as_str() {
+            "share" => all.sort_by(|a, b| {
+                b.canary_basis_points
+                    .cmp(&a.canary_basis_points)
+                    .then_with(|| a.policy_name.cmp(&b.policy_name))
+            }),
+            "updated" => all.sort_by_key(|c| std::cmp::Reverse(c.updated_at)),
+            _ => all.sort_by(|a, b| a.policy_name.cmp(&b.policy_name)),
+        }
+        let matching = all.len();
+        let pages = matching.div_ceil(PAGE_SIZE).max(1);
+        let page = self.page.clamp(1, pages);
+        let rows = all
+            .into_iter()
+            .skip((page - 1) * PAGE_SIZE)
+            .take(PAGE_SIZE)
+            .collect();
+        OverviewPage {
+            rows,
+            matching,
+            page,
+            pages,
+        }
+    }
+}
+
+/// The rollout state as used in URLs and CSS classes: `no_canary`, `ramping`, …
+pub fn state_key(c: &PolicyConfig) -> &'static str {
+    match c.state() {
+        splitter::RolloutState::NoCanary => "no_canary",
+        splitter::RolloutState::Staged => "staged",
+        splitter::RolloutState::Ramping => "ramping",
+        splitter::RolloutState::AtFull => "at_full",
+        splitter::RolloutState::RolledBack => "rolled_back",
+    }
+}
+
+/// One line saying what an audit event changed, e.g. `share 5% → 12.5%`.
+pub fn describe(e: &splitter::AuditEvent) -> String {
+    let (Some(b), Some(a)) = (&e.before, &e.after) else {
+        return match (&e.before, &e.after) {
+            (None, Some(a)) => format!(
+                "created: stable {}, canary {}, share {}",
+                a.stable_version,
+                a.canary_version
+                    .as_ref()
+                    .map_or("none".into(), |v| v.to_string()),
+                a.canary_basis_points
+            ),
+            _ => "deleted".into(),
+        };
+    };
+    let mut parts = Vec::new();
+    if b.stable_version != a.stable_version {
+        parts.push(format!(
+            "stable {} → {}",
+            b.stable_version, a.stable_version
+        ));
+    }
+    if b.canary_version != a.canary_version {
+        let v = |v: &Option<splitter::Version>| {
+            v.as_ref().map_or("none".to_string(), |v| v.to_string())
+        };
+        parts.push(format!(
+            "canary {} → {}",
+            v(&b.canary_version),
+            v(&a.canary_version)
+        ));
+    }
+    if b.canary_basis_points != a.canary_basis_points {
+        parts.push(format!(
+            "share {} → {}",
+            b.canary_basis_points, a.canary_basis_points
+        ));
+    }
+    if b.salt != a.salt {
+        parts.push(format!("salt {} → {}", b.salt, a.salt));
+    }
+    for (t, p) in &a.overrides {
+        if b.overrides.get(t) != Some(p) {
+            parts.push(format!("pinned {t} to {p}"));
+        }
+    }
+    for t in b.overrides.keys() {
+        if !a.overrides.contains_key(t) {
+            parts.push(format!("unpinned {t}"));
+        }
+    }
+    if parts.is_empty() {
+        parts.push(e.action.replace('_', " "));
+    }
+    parts.join("; ")
+}

@@ -1,0 +1,6 @@
+//! One file per page.
+
+pub mod new_policy;
+pub mod overview;
+pub mod policy;
+pub mod simulate;

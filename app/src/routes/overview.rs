@@ -1,0 +1,109 @@
+//! `/`: every policy on one screen, filtered, sorted and paged through the URL.
+
+use crate::components::{Flash, SplitBar};
+use crate::model::{ago, state_key, when, OverviewQuery};
+use crate::server_fns::list_policies;
+use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
+
+#[component]
+pub fn Overview() -> impl IntoView {
+    let query = use_query_map();
+    let overview_query = move || {
+        let q = query.read();
+        OverviewQuery {
+            q: q.get("q").unwrap_or_default(),
+            state: q.get("state").unwrap_or_default(),
+            sort: q.get("sort").unwrap_or_default(),
+            page: q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1),
+        }
+    };
+    let policies = Resource::new(|| (), |_| list_policies());
+    view! {
+        <h1>"Policies"</h1>
+        <Flash/>
+        <Suspense fallback=|| view! { <p>"Loading policies…"</p> }>
+            {move || Suspend::new(async move {
+                let oq = overview_query();
+                match policies.await {
+                    Err(e) => view! { <p class="flash error" role="alert">{format!("Cannot read the policies: {e}")}</p> }.into_any(),
+                    Ok((store, all)) => {
+                        let total = all.len();
+                        let page = oq.apply(all);
+                        let now = jiff::Timestamp::now();
+                        let link = {
+                            let oq = oq.clone();
+                            move |p: usize| format!("/?q={}&state={}&sort={}&page={p}", urlencode(&oq.q), oq.state, oq.sort)
+                        };
+                        view! {
+                            <p class="store">"Store: " <strong data-test="store">{store}</strong></p>
+                            <form method="get" action="/" class="filters">
+                                <label for="q">"Name contains"</label>
+                                <input id="q" name="q" value=oq.q.clone()/>
+                                <label for="state">"State"</label>
+                                <select id="state" name="state">
+                                    {[("", "all"), ("no_canary", "no canary"), ("staged", "staged"), ("ramping", "ramping"), ("at_full", "at 100%"), ("rolled_back", "rolled back")]
+                                        .into_iter()
+                                        .map(|(k, label)| view! { <option value=k selected=oq.state == k>{label}</option> })
+                                        .collect_view()}
+                                </select>
+                                <label for="sort">"Sort by"</label>
+                                <select id="sort" name="sort">
+                                    {[("name", "name"), ("share", "canary share"), ("updated", "last change")]
+                                        .into_iter()
+                                        .map(|(k, label)| view! { <option value=k selected=oq.sort == k>{label}</option> })
+                                        .collect_view()}
+                                </select>
+                                <button type="submit">"Apply"</button>
+                                <a class="button secondary" href="/policies/new">"New policy"</a>
+                            </form>
+                            <p class="count" data-test="count">
+                                {format!("{} of {} policies", page.matching, total)}
+                                {(page.pages > 1).then(|| format!(" — page {} of {}", page.page, page.pages))}
+                            </p>
+                            <table class="policies">
+                                <thead><tr>
+                                    <th scope="col">"Policy"</th><th scope="col">"Stable"</th><th scope="col">"Canary"</th>
+                                    <th scope="col">"Canary share"</th><th scope="col">"Split"</th><th scope="col">"State"</th><th scope="col">"Last change"</th>
+                                </tr></thead>
+                                <tbody>
+                                    {page.rows.into_iter().map(|c| {
+                                        let href = format!("/policies/{}", c.policy_name);
+                                        let has_canary = c.canary_version.is_some();
+                                        view! {
+                                            <tr data-policy=c.policy_name.to_string()>
+                                                <th scope="row"><a href=href>{c.policy_name.to_string()}</a></th>
+                                                <td class="version stable">{c.stable_version.to_string()}</td>
+                                                <td class="version canary">{c.canary_version.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "—".into())}</td>
+                                                <td class="share" data-test="share">{c.canary_basis_points.to_string()}</td>
+                                                <td><SplitBar share=c.canary_basis_points has_canary/></td>
+                                                <td><span class=format!("state state-{}", state_key(&c))>{c.state().label()}</span></td>
+                                                <td title=when(c.updated_at)>{format!("{} by {}", ago(c.updated_at, now), c.updated_by)}</td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                            <nav class="pager" aria-label="pages">
+                                {(page.page > 1).then(|| view! { <a href=link(page.page - 1) rel="prev">"← Previous"</a> })}
+                                {(page.page < page.pages).then(|| view! { <a href=link(page.page + 1) rel="next">"Next →"</a> })}
+                            </nav>
+                        }.into_any()
+                    }
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,165 @@
+//! `/policies/:name/simulate`: which tenants are on canary now, which would be after a share
+//! change, and who moves. A GET form (shareable URL) without JavaScript; the same computation
+//! (the splitter crate) runs in the browser once hydrated.
+
+use crate::components::SplitBar;
+use crate::server_fns::get_policy;
+use leptos::prelude::*;
+use leptos_router::hooks::{use_params_map, use_query_map};
+use splitter::{BasisPoints, Simulator, TenantId};
+
+/// Rows listed on the page; counts always cover every tenant.
+pub const MAX_ROWS: usize = 2_000;
+
+/// The parsed simulator input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimulationInput {
+    pub tenants: Vec<String>,
+    /// (line number, message) for each line that is not a tenant id.
+    pub invalid: Vec<(usize, String)>,
+}
+
+/// One tenant id per line, or comma/semicolon separated (a CSV's first column). Blank lines and
+/// a `tenant` header are skipped; duplicates are counted once.
+pub fn parse_tenants(text: &str) -> SimulationInput {
+    let mut seen = std::collections::HashSet::new();
+    let mut tenants = Vec::new();
+    let mut invalid = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let first = line.split([',', ';', '\t']).next().unwrap_or("").trim();
+        if first.is_empty() || (i == 0 && first.eq_ignore_ascii_case("tenant")) {
+            continue;
+        }
+        match TenantId::new(first) {
+            Ok(_) => {
+                if seen.insert(first.to_string()) {
+                    tenants.push(first.to_string());
+                }
+            }
+            Err(e) => invalid.push((i + 1, e.to_string())),
+        }
+    }
+    SimulationInput { tenants, invalid }
+}
+
+#[component]
+pub fn Simulate() -> impl IntoView {
+    let params = use_params_map();
+    let query = use_query_map();
+    let name = move || params.read().get("name").unwrap_or_default();
+    let page = Resource::new(name, get_policy);
+    view! {
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || {
+                let (share_text, tenants_text) = query.with_untracked(|q| {
+                    (q.get("share").unwrap_or_default(), q.get("tenants").unwrap_or_default())
+                });
+                Suspend::new(async move {
+                match page.await {
+                    Err(e) => view! { <p class="flash error" role="alert">{format!("Cannot read the policy: {e}")}</p> }.into_any(),
+                    Ok(None) => view! { <h1>"No such policy"</h1><p><a href="/">"All policies"</a></p> }.into_any(),
+                    Ok(Some(p)) => simulator_view(p.config, share_text, tenants_text).into_any(),
+                }
+            })}}
+        </Suspense>
+    }
+}
+
+fn simulator_view(
+    config: splitter::PolicyConfig,
+    share_text: String,
+    tenants_text: String,
+) -> impl IntoView {
+    let name = config.policy_name.to_string();
+    let share = if share_text.trim().is_empty() {
+        Ok(config.canary_basis_points)
+    } else {
+        BasisPoints::parse(&share_text)
+    };
+    let input = parse_tenants(&tenants_text);
+    let result = share.as_ref().ok().map(|s| {
+        let sim = Simulator::new(&config, *s);
+        let counts = sim.counts(&input.tenants);
+        let rows: Vec<_> = sim
+            .rows(&input.tenants)
+            .into_iter()
+            .take(MAX_ROWS)
+            .map(|r| {
+                (
+                    r.tenant.to_string(),
+                    r.bucket.get(),
+                    r.canary_now,
+                    r.canary_proposed,
+                )
+            })
+            .collect();
+        (*s, counts, rows)
+    });
+    let pct = |n: u64, d: u64| {
+        if d == 0 {
+            "—".to_string()
+        } else {
+            format!("{:.2}%", n as f64 * 100.0 / d as f64)
+        }
+    };
+    view! {
+        <nav class="crumbs"><a href="/">"Policies"</a> " / " <a href=format!("/policies/{name}")>{name.clone()}</a> " / simulate"</nav>
+        <h1>"Simulate " {name.clone()}</h1>
+        <p>"Now: canary " <strong>{config.canary_version.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "none".into())}</strong>
+           " at " <strong data-test="current-share">{config.canary_basis_points.to_string()}</strong> ", salt " <code>{config.salt.clone()}</code></p>
+        <form method="get" action=format!("/policies/{name}/simulate") class="card">
+            <label for="sim-share">"Proposed share"</label>
+            <input id="sim-share" name="share" value=share_text.clone() placeholder=config.canary_basis_points.to_string() inputmode="decimal"/>
+            <label for="sim-tenants">"Tenant ids (one per line, or a CSV whose first column is the tenant)"</label>
+            <textarea id="sim-tenants" name="tenants" rows="8">{tenants_text.clone()}</textarea>
+            <button type="submit">"Simulate"</button>
+        </form>
+        {share.as_ref().err().map(|e| view! { <p class="flash error" role="alert">{e.to_string()}</p> })}
+        {(!input.invalid.is_empty()).then(|| view! {
+            <div class="flash error" role="alert"><p>{format!("{} line(s) are not tenant ids and were left out:", input.invalid.len())}</p>
+            <ul>{input.invalid.iter().take(20).map(|(l, e)| view! { <li>{format!("line {l}: {e}")}</li> }).collect_view()}</ul></div>
+        })}
+        {result.map(|(proposed, c, rows)| view! {
+            <SplitBar share=proposed has_canary=config.canary_version.is_some()/>
+            <table class="counts" data-test="counts">
+                <tbody>
+                    <tr><th scope="row">"Tenants"</th><td data-test="tenants">{c.tenants}</td><td></td></tr>
+                    <tr><th scope="row">"On canary now"</th><td data-test="canary-now">{c.canary_now}</td><td>{pct(c.canary_now, c.tenants)}</td></tr>
+                    <tr><th scope="row">{format!("On canary at {proposed}")}</th><td data-test="canary-proposed">{c.canary_proposed}</td>
+                        <td>{format!("{} observed vs {} target", pct(c.canary_proposed, c.tenants), proposed)}</td></tr>
+                    <tr><th scope="row">"Move stable → canary"</th><td data-test="to-canary">{c.to_canary}</td><td>{pct(c.to_canary, c.tenants)}</td></tr>
+                    <tr><th scope="row">"Move canary → stable"</th><td data-test="to-stable">{c.to_stable}</td><td>{pct(c.to_stable, c.tenants)}</td></tr>
+                </tbody>
+            </table>
+            {(c.tenants as usize > MAX_ROWS).then(|| view! { <p>{format!("Listing the first {MAX_ROWS} of {} tenants; the counts cover all.", c.tenants)}</p> })}
+            <table class="simulation" data-test="rows">
+                <thead><tr><th scope="col">"Tenant"</th><th scope="col">"Bucket"</th><th scope="col">"Now"</th><th scope="col">"Proposed"</th><th scope="col">"Moves"</th></tr></thead>
+                <tbody>{rows.into_iter().map(|(t, b, now, next)| {
+                    let label = |c: bool| if c { "canary" } else { "stable" };
+                    let cell = t.clone();
+                    view! {
+                        <tr data-tenant=t data-proposed=label(next)>
+                            <td>{cell}</td><td>{b}</td>
+                            <td class=format!("version {}", label(now))>{label(now)}</td>
+                            <td class=format!("version {}", label(next))>{label(next)}</td>
+                            <td>{if now != next { "moves" } else { "" }}</td>
+                        </tr>
+                    }
+                }).collect_view()}</tbody>
+            </table>
+        })}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_lines_and_csv() {
+        let input = parse_tenants("tenant,plan\nacme,gold\n\nbeta;x\nacme\nbad\u{1}\n");
+        assert_eq!(input.tenants, ["acme", "beta"]);
+        assert_eq!(input.invalid.len(), 1);
+        assert_eq!(input.invalid[0].0, 6);
+    }
+}

@@ -1,0 +1,336 @@
+//! JSON API v1, mirroring the dashboard. Reads return the policy with `ETag: "<revision>"`;
+//! writes need `If-Match` with that ETag and answer 409 with the current state when it is stale,
+//! 422 with the field at fault for bad input. `X-Actor` names who writes (default `api`).
+
+use crate::error::ApiError;
+use app::state::AppState;
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use splitter::{
+    Actor, AuditEvent, BasisPoints, NewPolicy, Operation, Pin, PolicyConfig, PolicyName, Request,
+    TenantId, Version,
+};
+
+pub fn routes() -> Router<crate::ServerState> {
+    Router::new()
+        .route("/policies", get(list).post(create))
+        .route("/policies/{name}", get(get_one).delete(delete))
+        .route("/policies/{name}/events", get(events))
+        .route("/policies/{name}/share", put(set_share))
+        .route("/policies/{name}/canary", put(set_canary))
+        .route("/policies/{name}/promote", post(promote))
+        .route("/policies/{name}/rollback", post(rollback))
+        .route(
+            "/policies/{name}/overrides/{tenant}",
+            put(pin).delete(unpin),
+        )
+}
+
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    let health = state.splitter.health();
+    Json(json!({
+        "status": "ok",
+        "store": state.store_label,
+        "snapshot_age_ms": health.age.as_millis() as u64,
+        "snapshot_error": health.last_error,
+        "policies": health.policies,
+    }))
+    .into_response()
+}
+
+fn with_etag(config: &PolicyConfig, status: StatusCode) -> Response {
+    let mut r = (status, Json(config)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", config.revision)) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
+}
+
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    b.map(|Json(t)| t)
+        .map_err(|e| ApiError::BadBody(e.body_text()))
+}
+
+fn actor(headers: &HeaderMap) -> Result<Actor, ApiError> {
+    let raw = headers
+        .get("x-actor")
+        .map(|v| v.to_str().unwrap_or("\u{0}"))
+        .unwrap_or("api");
+    Ok(Actor::new(raw)?)
+}
+
+/// The revision in `If-Match: "7"` (also `W/"7"` or `7`).
+fn if_match(headers: &HeaderMap) -> Result<u64, ApiError> {
+    let raw = headers
+        .get(header::IF_MATCH)
+        .ok_or(ApiError::PreconditionRequired)?;
+    let text = raw.to_str().unwrap_or("");
+    text.trim()
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .map_err(|_| {
+            ApiError::Splitter(splitter::Error::Invalid {
+                field: "If-Match",
+                message: format!("'{text}' is not an ETag from this API (e.g. \"7\")"),
+            })
+        })
+}
+
+async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(state.store.list().await?).into_response())
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let name = PolicyName::new(&name)?;
+    let config = state
+        .store
+        .get(&name)
+        .await?
+        .ok_or_else(|| splitter::Error::NotFound(name.to_string()))?;
+    Ok(with_etag(&config, StatusCode::OK))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    limit: Option<usize>,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<Vec<AuditEvent>>, ApiError> {
+    let name = PolicyName::new(&name)?;
+    Ok(Json(
+        state
+            .store
+            .events(&name, q.limit.unwrap_or(100).min(1000))
+            .await?,
+    ))
+}
+
+async fn run(
+    state: &AppState,
+    name: &str,
+    rev: Option<u64>,
+    op: Operation,
+    headers: &HeaderMap,
+    reason: Option<String>,
+) -> Result<Option<PolicyConfig>, ApiError> {
+    let request = Request {
+        policy: PolicyName::new(name)?,
+        expected_revision: rev,
+        operation: op,
+        actor: actor(headers)?,
+        reason: reason.unwrap_or_default(),
+    };
+    Ok(state.store.execute(&request).await?)
+}
+
+async fn write(
+    state: &AppState,
+    name: &str,
+    op: Operation,
+    headers: &HeaderMap,
+    reason: Option<String>,
+) -> Result<Response, ApiError> {
+    let rev = if_match(headers)?;
+    match run(state, name, Some(rev), op, headers, reason).await? {
+        Some(config) => Ok(with_etag(&config, StatusCode::OK)),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+    stable_version: String,
+    canary_version: Option<String>,
+    /// `12.5`, `"12.5%"` or `"1250bp"`.
+    share: Option<serde_json::Value>,
+    salt: Option<String>,
+    reason: Option<String>,
+}
+
+/// A share given as a JSON number or string, parsed exactly (a number goes through its text).
+fn share_of(v: Option<&serde_json::Value>) -> Result<BasisPoints, ApiError> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(BasisPoints::ZERO),
+        Some(serde_json::Value::String(s)) => Ok(BasisPoints::parse(s)?),
+        Some(serde_json::Value::Number(n)) => Ok(BasisPoints::parse(&n.to_string())?),
+        Some(other) => Err(ApiError::Splitter(splitter::Error::Invalid {
+            field: "share",
+            message: format!("{other} is not a share: give 12.5, \"12.5%\" or \"1250bp\""),
+        })),
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Result<Json<CreateBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let op = Operation::Create(NewPolicy {
+        stable_version: Version::new(&b.stable_version)?,
+        canary_version: b
+            .canary_version
+            .as_deref()
+            .filter(|v| !v.is_empty())
+            .map(Version::new)
+            .transpose()?,
+        share: share_of(b.share.as_ref())?,
+        salt: b.salt.filter(|s| !s.is_empty()),
+    });
+    let config = run(&state, &b.name, None, op, &headers, b.reason)
+        .await?
+        .expect("create returns a config");
+    Ok(with_etag(&config, StatusCode::CREATED))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShareBody {
+    share: serde_json::Value,
+    reason: Option<String>,
+}
+
+async fn set_share(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    b: Result<Json<ShareBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let share = share_of(Some(&b.share))?;
+    write(
+        &state,
+        &name,
+        Operation::SetShare { share },
+        &headers,
+        b.reason,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CanaryBody {
+    version: String,
+    reason: Option<String>,
+}
+
+async fn set_canary(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    b: Result<Json<CanaryBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let version = Version::new(&b.version)?;
+    write(
+        &state,
+        &name,
+        Operation::SetCanaryVersion { version },
+        &headers,
+        b.reason,
+    )
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    reason: Option<String>,
+}
+
+/// An optional `{"reason": …}` body: none at all is fine for these endpoints.
+fn optional_body(b: Bytes) -> Result<ReasonBody, ApiError> {
+    if b.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ReasonBody::default());
+    }
+    serde_json::from_slice(&b)
+        .map_err(|e| ApiError::BadBody(format!("the body is not {{\"reason\": \"…\"}}: {e}")))
+}
+
+async fn promote(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> Result<Response, ApiError> {
+    let b = optional_body(b)?;
+    write(&state, &name, Operation::Promote, &headers, b.reason).await
+}
+
+async fn rollback(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> Result<Response, ApiError> {
+    let b = optional_body(b)?;
+    write(&state, &name, Operation::Rollback, &headers, b.reason).await
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> Result<Response, ApiError> {
+    let b = optional_body(b)?;
+    write(&state, &name, Operation::Delete, &headers, b.reason).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinBody {
+    pin: String,
+    reason: Option<String>,
+}
+
+async fn pin(
+    State(state): State<AppState>,
+    Path((name, tenant)): Path<(String, String)>,
+    headers: HeaderMap,
+    b: Result<Json<PinBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let op = Operation::Pin {
+        tenant: TenantId::new(&tenant)?,
+        pin: b.pin.parse::<Pin>()?,
+    };
+    write(&state, &name, op, &headers, b.reason).await
+}
+
+async fn unpin(
+    State(state): State<AppState>,
+    Path((name, tenant)): Path<(String, String)>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> Result<Response, ApiError> {
+    let b = optional_body(b)?;
+    write(
+        &state,
+        &name,
+        Operation::Unpin {
+            tenant: TenantId::new(&tenant)?,
+        },
+        &headers,
+        b.reason,
+    )
+    .await
+}

@@ -1,0 +1,207 @@
+//! Form posts from the pages (they work without JavaScript): validate, execute, then redirect
+//! (303) back to the page with `?notice=` or `?error=` for it to show.
+
+use app::routes::overview::urlencode;
+use app::state::AppState;
+use axum::extract::{Path, State};
+use axum::response::Redirect;
+use axum::Form;
+use serde::Deserialize;
+use splitter::{
+    Actor, BasisPoints, NewPolicy, Operation, Pin, PolicyName, Request, TenantId, Version,
+};
+
+/// Every field any change form may send.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct ChangeForm {
+    pub revision: String,
+    pub actor: String,
+    pub reason: String,
+    pub confirm: String,
+    pub version: String,
+    pub share: String,
+    /// A one-click share step; wins over `share`.
+    pub step: String,
+    pub tenant: String,
+    pub pin: String,
+}
+
+fn back(path: &str, key: &str, message: &str) -> Redirect {
+    Redirect::to(&format!("{path}?{key}={}", urlencode(message)))
+}
+
+fn required<'a>(value: &'a str, what: &str) -> Result<&'a str, String> {
+    let v = value.trim();
+    if v.is_empty() {
+        Err(format!("{what} is required."))
+    } else {
+        Ok(v)
+    }
+}
+
+/// `POST /policies/{name}/actions/{action}`.
+pub async fn change(
+    State(state): State<AppState>,
+    Path((name, action)): Path<(String, String)>,
+    Form(form): Form<ChangeForm>,
+) -> Redirect {
+    let page = format!("/policies/{}", urlencode(&name));
+    match run_change(&state, &name, &action, &form).await {
+        Ok(None) => back("/", "notice", &format!("Policy '{name}' was deleted.")),
+        Ok(Some(message)) => back(&page, "notice", &message),
+        Err(message) => back(&page, "error", &message),
+    }
+}
+
+async fn run_change(
+    state: &AppState,
+    name: &str,
+    action: &str,
+    f: &ChangeForm,
+) -> Result<Option<String>, String> {
+    let policy = PolicyName::new(name).map_err(|e| e.to_string())?;
+    let revision: u64 = f.revision.trim().parse().map_err(|_| {
+        "The form did not say which revision it was based on: reload the page and try again."
+            .to_string()
+    })?;
+    let actor = Actor::new(required(&f.actor, "Your name")?).map_err(|e| e.to_string())?;
+    let reason = required(&f.reason, "A reason")?.to_string();
+    let traffic_moving = matches!(action, "share" | "promote" | "rollback" | "delete");
+    if traffic_moving && f.confirm != "yes" {
+        return Err(
+            "Tick the confirmation box: this change moves real tenants. Nothing was changed."
+                .into(),
+        );
+    }
+    let operation = match action {
+        "canary" => Operation::SetCanaryVersion {
+            version: Version::new(f.version.trim()).map_err(|e| e.to_string())?,
+        },
+        "share" => {
+            let text = if f.step.trim().is_empty() {
+                f.share.as_str()
+            } else {
+                f.step.as_str()
+            };
+            Operation::SetShare {
+                share: BasisPoints::parse(text)
+                    .map_err(|e| format!("{e}. Nothing was changed."))?,
+            }
+        }
+        "promote" => Operation::Promote,
+        "rollback" => Operation::Rollback,
+        "delete" => Operation::Delete,
+        "pin" => Operation::Pin {
+            tenant: TenantId::new(f.tenant.trim()).map_err(|e| e.to_string())?,
+            pin: f.pin.parse::<Pin>().map_err(|e| e.to_string())?,
+        },
+        "unpin" => Operation::Unpin {
+            tenant: TenantId::new(&f.tenant).map_err(|e| e.to_string())?,
+        },
+        other => return Err(format!("'{other}' is not an action on a policy.")),
+    };
+    let request = Request {
+        policy,
+        expected_revision: Some(revision),
+        operation,
+        actor,
+        reason,
+    };
+    let after = state
+        .store
+        .execute(&request)
+        .await
+        .map_err(|e| sentence(&e.to_string()))?;
+    Ok(after.map(|c| match action {
+        "share" => format!(
+            "Canary share set to {} (revision {}).",
+            c.canary_basis_points, c.revision
+        ),
+        "canary" => format!(
+            "Canary version set to {} (revision {}).",
+            c.canary_version.as_ref().map_or("", |v| v.as_str()),
+            c.revision
+        ),
+        "promote" => format!(
+            "Promoted: {} is now stable (revision {}).",
+            c.stable_version, c.revision
+        ),
+        "rollback" => format!(
+            "Rolled back to 0%; canary {} kept (revision {}).",
+            c.canary_version.as_ref().map_or("", |v| v.as_str()),
+            c.revision
+        ),
+        "pin" => format!(
+            "Pinned {} to {} (revision {}).",
+            f.tenant.trim(),
+            f.pin,
+            c.revision
+        ),
+        _ => format!("Saved (revision {}).", c.revision),
+    }))
+}
+
+/// Starts a message with a capital letter and ends it with a full stop.
+fn sentence(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(1)
+        .flat_map(char::to_uppercase)
+        .chain(s.chars().skip(1))
+        .collect();
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct CreateForm {
+    pub name: String,
+    pub stable_version: String,
+    pub canary_version: String,
+    pub share: String,
+    pub salt: String,
+    pub actor: String,
+    pub reason: String,
+}
+
+/// `POST /policies`.
+pub async fn create(State(state): State<AppState>, Form(f): Form<CreateForm>) -> Redirect {
+    match run_create(&state, &f).await {
+        Ok(name) => back(
+            &format!("/policies/{name}"),
+            "notice",
+            &format!("Policy '{name}' created."),
+        ),
+        Err(message) => back("/policies/new", "error", &message),
+    }
+}
+
+async fn run_create(state: &AppState, f: &CreateForm) -> Result<String, String> {
+    let e = |e: splitter::Error| sentence(&e.to_string());
+    let policy = PolicyName::new(f.name.trim()).map_err(e)?;
+    let new = NewPolicy {
+        stable_version: Version::new(f.stable_version.trim()).map_err(e)?,
+        canary_version: match f.canary_version.trim() {
+            "" => None,
+            v => Some(Version::new(v).map_err(e)?),
+        },
+        share: match f.share.trim() {
+            "" => BasisPoints::ZERO,
+            s => BasisPoints::parse(s).map_err(e)?,
+        },
+        salt: Some(f.salt.trim().to_string()).filter(|s| !s.is_empty()),
+    };
+    let request = Request {
+        policy: policy.clone(),
+        expected_revision: None,
+        operation: Operation::Create(new),
+        actor: Actor::new(required(&f.actor, "Your name")?).map_err(e)?,
+        reason: f.reason.trim().to_string(),
+    };
+    state.store.execute(&request).await.map_err(e)?;
+    Ok(policy.to_string())
+}

@@ -1,0 +1,383 @@
+//! The server end to end in-process (real router, real stores): pages render from the store,
+//! forms change it (and refuse bad input), the JSON API mirrors it with ETag / If-Match.
+//! The same flow runs on the embedded store and on the Firestore emulator.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use splitter::store::embedded::EmbeddedStore;
+use splitter::store::firestore::FirestoreStore;
+use splitter::store::ConfigStore;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+async fn router(store: Arc<dyn ConfigStore>) -> Router {
+    server::seed::seed_if_empty(&*store).await.unwrap();
+    let state = server::app_state(store).await.unwrap();
+    let leptos = leptos::config::LeptosOptions::builder()
+        .output_name("apx-canary")
+        .build();
+    server::router(leptos, state)
+}
+
+struct Reply {
+    status: StatusCode,
+    location: String,
+    etag: String,
+    body: String,
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Reply {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let h = |n| {
+        res.headers()
+            .get(n)
+            .map(|v: &header::HeaderValue| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let (status, location, etag) = (res.status(), h(header::LOCATION), h(header::ETAG));
+    let body =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    Reply {
+        status,
+        location,
+        etag,
+        body,
+    }
+}
+
+async fn get(app: &Router, uri: &str) -> Reply {
+    send(app, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+async fn form(app: &Router, uri: &str, body: &str) -> Reply {
+    send(
+        app,
+        Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+    )
+    .await
+}
+
+async fn json(app: &Router, method: &str, uri: &str, if_match: Option<&str>, body: &str) -> Reply {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-actor", "robot");
+    if let Some(m) = if_match {
+        req = req.header(header::IF_MATCH, m);
+    }
+    send(app, req.body(Body::from(body.to_string())).unwrap()).await
+}
+
+fn decoded(location: &str) -> String {
+    let mut out = Vec::new();
+    let b = location.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&location[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+async fn flow(app: Router) {
+    // The overview lists the (demo) policies from the store, with exact shares.
+    let page = get(&app, "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("demo-payment-api") && page.body.contains("12.5%"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("3 of 3 policies"));
+    let filtered = get(&app, "/?q=search&state=ramping").await;
+    assert!(filtered.body.contains("1 of 3 policies") && filtered.body.contains("demo-search-api"));
+
+    // A bad share is refused with a clear message and nothing is written.
+    for bad in ["150", "abc", "-1"] {
+        let r = form(
+            &app,
+            "/policies/demo-payment-api/actions/share",
+            &format!("revision=1&actor=alice&reason=r&confirm=yes&share={bad}"),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        let msg = decoded(&r.location);
+        assert!(
+            msg.contains("?error=share: ") && msg.contains("Nothing was changed"),
+            "{msg}"
+        );
+    }
+    let unconfirmed = form(
+        &app,
+        "/policies/demo-payment-api/actions/share",
+        "revision=1&actor=alice&reason=r&share=20",
+    )
+    .await;
+    assert!(decoded(&unconfirmed.location).contains("Tick the confirmation box"));
+    let api = get(&app, "/api/v1/policies/demo-payment-api").await;
+    assert_eq!(
+        api.etag, "\"1\"",
+        "nothing was written by the refused forms"
+    );
+
+    // A share set in the UI changes the stored config (checked through the API).
+    let ok = form(
+        &app,
+        "/policies/demo-payment-api/actions/share",
+        "revision=1&actor=alice&reason=ramp&confirm=yes&share=20",
+    )
+    .await;
+    assert!(
+        decoded(&ok.location).contains("notice=Canary share set to 20%"),
+        "{}",
+        ok.location
+    );
+    let api = get(&app, "/api/v1/policies/demo-payment-api").await;
+    assert_eq!(api.etag, "\"2\"");
+    assert!(
+        api.body.contains("\"canary_basis_points\":2000"),
+        "{}",
+        api.body
+    );
+
+    // A second operator still looking at revision 1 is refused, told who changed it.
+    let stale = form(
+        &app,
+        "/policies/demo-payment-api/actions/share",
+        "revision=1&actor=bob&reason=x&confirm=yes&step=50",
+    )
+    .await;
+    let msg = decoded(&stale.location);
+    assert!(
+        msg.contains("error=")
+            && msg.contains("changed by alice")
+            && msg.contains("nothing was written"),
+        "{msg}"
+    );
+    let page = get(&app, &stale.location.replace("http://localhost", "")).await;
+    assert!(
+        page.body.contains("changed by alice"),
+        "the page shows the refusal"
+    );
+
+    // The policy page shows the new share and the history with the reason.
+    let page = get(&app, "/policies/demo-payment-api").await;
+    assert!(
+        page.body.contains("20%")
+            && page.body.contains("share 12.5% → 20%")
+            && page.body.contains("ramp")
+    );
+
+    // API: If-Match required, stale 409 with current state, bad input 422 naming the field.
+    let r = json(
+        &app,
+        "PUT",
+        "/api/v1/policies/demo-payment-api/share",
+        None,
+        r#"{"share":"30%"}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_REQUIRED);
+    let r = json(
+        &app,
+        "PUT",
+        "/api/v1/policies/demo-payment-api/share",
+        Some("\"1\""),
+        r#"{"share":"30%"}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(
+        r.body.contains("\"current\"") && r.body.contains("\"revision\":2"),
+        "{}",
+        r.body
+    );
+    let r = json(
+        &app,
+        "PUT",
+        "/api/v1/policies/demo-payment-api/share",
+        Some("\"2\""),
+        r#"{"share":"12.345"}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("\"field\":\"share\""), "{}", r.body);
+    let r = json(
+        &app,
+        "PUT",
+        "/api/v1/policies/demo-payment-api/share",
+        Some("\"2\""),
+        r#"{"share":12.5}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.etag.as_str()),
+        (StatusCode::OK, "\"3\""),
+        "{}",
+        r.body
+    );
+
+    // Roll back and promote through the forms.
+    let r = form(
+        &app,
+        "/policies/demo-payment-api/actions/rollback",
+        "revision=3&actor=carol&reason=errors&confirm=yes",
+    )
+    .await;
+    assert!(
+        decoded(&r.location).contains("Rolled back to 0%"),
+        "{}",
+        r.location
+    );
+    let r = form(
+        &app,
+        "/policies/demo-payment-api/actions/promote",
+        "revision=4&actor=carol&reason=x&confirm=yes",
+    )
+    .await;
+    assert!(
+        decoded(&r.location).contains("rolled back"),
+        "{}",
+        r.location
+    );
+    let r = json(
+        &app,
+        "POST",
+        "/api/v1/policies/demo-payment-api/promote",
+        Some("\"4\""),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    let r = form(
+        &app,
+        "/policies/demo-payment-api/actions/share",
+        "revision=4&actor=carol&reason=fixed&confirm=yes&step=100",
+    )
+    .await;
+    assert!(decoded(&r.location).contains("notice="), "{}", r.location);
+    let r = form(
+        &app,
+        "/policies/demo-payment-api/actions/promote",
+        "revision=5&actor=carol&reason=done&confirm=yes",
+    )
+    .await;
+    assert!(
+        decoded(&r.location).contains("Promoted: v2 is now stable"),
+        "{}",
+        r.location
+    );
+
+    // Create through the form; a duplicate is refused.
+    let r = form(
+        &app,
+        "/policies",
+        "name=orders&stable_version=v1&canary_version=v2&share=0.5&actor=dana&reason=new",
+    )
+    .await;
+    assert_eq!(
+        r.location,
+        "/policies/orders?notice=Policy%20%27orders%27%20created."
+    );
+    let r = form(
+        &app,
+        "/policies",
+        "name=orders&stable_version=v1&actor=dana",
+    )
+    .await;
+    assert!(
+        decoded(&r.location).contains("already exists"),
+        "{}",
+        r.location
+    );
+    let r = form(
+        &app,
+        "/policies",
+        "name=Bad%20Name&stable_version=v1&actor=dana",
+    )
+    .await;
+    assert!(
+        decoded(&r.location).starts_with("/policies/new?error=Policy name:"),
+        "{}",
+        r.location
+    );
+
+    // The simulator agrees with the splitter for every tenant it lists.
+    let tenants: Vec<String> = (0..300).map(|i| format!("tenant-{i}")).collect();
+    let uri = format!(
+        "/policies/orders/simulate?share=37.5&tenants={}",
+        tenants.join("%0A")
+    );
+    let page = get(&app, &uri).await;
+    assert!(
+        page.body.contains("data-test=\"tenants\">300<"),
+        "{}",
+        &page.body[..page.body.len().min(2000)]
+    );
+    let orders = get(&app, "/api/v1/policies/orders").await;
+    let mut config: splitter::PolicyConfig = serde_json::from_str(&orders.body).unwrap();
+    config.canary_basis_points = splitter::BasisPoints::parse("37.5").unwrap();
+    for t in &tenants {
+        let expected = if splitter::decide(Some(&config), Some(t)).is_canary {
+            "canary"
+        } else {
+            "stable"
+        };
+        assert!(
+            page.body
+                .contains(&format!("data-tenant=\"{t}\" data-proposed=\"{expected}\"")),
+            "{t} should be {expected}"
+        );
+    }
+
+    // Delete needs the confirmation too; then the policy is gone.
+    let r = form(
+        &app,
+        "/policies/orders/actions/delete",
+        "revision=1&actor=dana&reason=oops&confirm=yes",
+    )
+    .await;
+    assert!(
+        decoded(&r.location).contains("was deleted"),
+        "{}",
+        r.location
+    );
+    assert_eq!(
+        get(&app, "/api/v1/policies/orders").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let health = get(&app, "/healthz").await;
+    assert!(health.body.contains("\"status\":\"ok\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_on_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path().join("canary.redb")).unwrap());
+    flow(router(store).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_on_firestore_emulator() {
+    assert!(
+        std::env::var("FIRESTORE_EMULATOR_HOST").is_ok(),
+        "FIRESTORE_EMULATOR_HOST is not set: run the tests with `./dev test`, which starts the emulator"
+    );
+    let project = format!("server-flow-{}", std::process::id());
+    let store = FirestoreStore::connect(&project, Duration::from_secs(10))
+        .await
+        .unwrap();
+    flow(router(store).await).await;
+}
