@@ -1,3 +1,4 @@
+#![recursion_limit = "512"]
 //! The APX Canary dashboard: pages (`routes/`), reusable pieces (`components/`), plain data and
 //! its formatting (`model`), and the server functions that read the store (`server_fns`).
 
@@ -21,6 +22,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
