@@ -3,6 +3,7 @@
 //! its formatting (`model`), and the server functions that read the store (`server_fns`).
 
 pub mod components;
+pub mod live;
 pub mod model;
 pub mod routes;
 pub mod server_fns;
@@ -37,6 +38,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    live::provide();
     view! {
         <Stylesheet id="leptos" href="/pkg/apx-canary.css"/>
         <Title text="APX Canary"/>

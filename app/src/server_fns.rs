@@ -39,3 +39,10 @@ pub async fn get_policy(name: String) -> Result<Option<PolicyPage>, ServerFnErro
         .map_err(|e| ServerFnError::new(e.to_string()))?;
     Ok(Some(PolicyPage { config, events }))
 }
+
+/// The text of a file uploaded to the simulator without JavaScript (kept in memory, briefly).
+#[server]
+pub async fn uploaded_tenants(id: String) -> Result<Option<String>, ServerFnError> {
+    let state = expect_context::<crate::state::AppState>();
+    Ok(state.uploads.get(&id).map(|t| t.to_string()))
+}

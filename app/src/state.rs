@@ -2,7 +2,8 @@
 
 use splitter::snapshot::Splitter;
 use splitter::store::ConfigStore;
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 /// The store the dashboard runs on, and the snapshot that follows it.
 #[derive(Clone)]
@@ -11,4 +12,40 @@ pub struct AppState {
     pub splitter: Splitter,
     /// For people: `embedded (data/canary.redb)` or `firestore (project …)`.
     pub store_label: String,
+    /// Files uploaded to the simulator without JavaScript.
+    pub uploads: Arc<Uploads>,
+}
+
+/// The last few simulator uploads, in memory, so that a JS-free upload can redirect to a
+/// simulator URL (`?upload=<id>`). Bounded: the oldest go first.
+#[derive(Default)]
+pub struct Uploads {
+    entries: Mutex<VecDeque<(String, Arc<String>)>>,
+}
+
+impl Uploads {
+    pub const KEEP: usize = 32;
+    /// Largest upload accepted: ample for 100 000+ tenant ids.
+    pub const MAX_BYTES: usize = 32 * 1024 * 1024;
+
+    pub fn put(&self, text: String) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let id = format!("{nanos:x}{:x}", text.len());
+        let mut entries = self.entries.lock().unwrap();
+        if entries.len() == Self::KEEP {
+            entries.pop_front();
+        }
+        entries.push_back((id.clone(), Arc::new(text)));
+        id
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<String>> {
+        let entries = self.entries.lock().unwrap();
+        entries
+            .iter()
+            .find(|(k, _)| k == id)
+            .map(|(_, v)| v.clone())
+    }
 }

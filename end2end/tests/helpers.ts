@@ -49,7 +49,18 @@ export function cliAssignments(policy: string, salt: string, percent: string, te
   const bin = path.resolve(__dirname, '../../target/debug/splitter');
   const out = execFileSync(bin, ['assign', '--policy', policy, '--salt', salt, '--percent', percent], {
     input: tenants.join('\n') + '\n',
+    maxBuffer: 256 * 1024 * 1024,
   }).toString();
   const rows = out.trim().split('\n').slice(1).map((l) => l.split(','));
   return new Map(rows.map(([t, , a]) => [t, a]));
+}
+
+/** Opens `url` and waits until the WASM has loaded and the page has hydrated. */
+export async function gotoHydrated(page: Page, url: string) {
+  const wasm = page.waitForResponse((r) => r.url().endsWith('/pkg/apx-canary.wasm') && r.ok());
+  await page.goto(url);
+  await wasm;
+  await page.waitForFunction(() => document.readyState === 'complete');
+  // Hydration runs right after the module is instantiated; give it a moment.
+  await page.waitForTimeout(500);
 }

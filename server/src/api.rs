@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -31,6 +32,18 @@ pub fn routes() -> Router<crate::ServerState> {
             "/policies/{name}/overrides/{tenant}",
             put(pin).delete(unpin),
         )
+        .route("/changes", get(changes))
+}
+
+/// Server-sent events: one `message` whenever the store changed (its data is a counter).
+/// Pages use it to refresh without a reload; other tools can too.
+async fn changes(
+    State(state): State<AppState>,
+) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    use futures::StreamExt;
+    let stream = tokio_stream::wrappers::WatchStream::from_changes(state.store.changes())
+        .map(|n| Ok(Event::default().data(n.to_string())));
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
 pub async fn healthz(State(state): State<AppState>) -> Response {

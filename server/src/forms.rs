@@ -3,7 +3,7 @@
 
 use app::routes::overview::urlencode;
 use app::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::{Multipart, Path, State};
 use axum::response::Redirect;
 use axum::Form;
 use serde::Deserialize;
@@ -204,4 +204,49 @@ async fn run_create(state: &AppState, f: &CreateForm) -> Result<String, String> 
     };
     state.store.execute(&request).await.map_err(e)?;
     Ok(policy.to_string())
+}
+
+/// `POST /policies/{name}/simulate/upload` (multipart: `file`, `share`): keeps the file in
+/// memory and redirects to the simulator showing it.
+pub async fn upload(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    mut multipart: Multipart,
+) -> Redirect {
+    let page = format!("/policies/{}/simulate", urlencode(&name));
+    let mut share = String::new();
+    let mut text = None;
+    loop {
+        match multipart.next_field().await {
+            Ok(Some(field)) => {
+                let field_name = field.name().unwrap_or("").to_string();
+                match field.bytes().await {
+                    Ok(bytes) if field_name == "file" => {
+                        match String::from_utf8(bytes.to_vec()) {
+                            Ok(t) => text = Some(t),
+                            Err(_) => return back(
+                                &page,
+                                "error",
+                                "The file is not UTF-8 text: save it as UTF-8 CSV or plain text.",
+                            ),
+                        }
+                    }
+                    Ok(bytes) if field_name == "share" => {
+                        share = String::from_utf8_lossy(&bytes).to_string()
+                    }
+                    Ok(_) => {}
+                    Err(e) => return back(&page, "error", &format!("The upload failed: {e}.")),
+                }
+            }
+            Ok(None) => break,
+            Err(e) => return back(&page, "error", &format!("The upload failed: {e}.")),
+        }
+    }
+    match text {
+        Some(t) if !t.trim().is_empty() => {
+            let id = state.uploads.put(t);
+            Redirect::to(&format!("{page}?share={}&upload={id}", urlencode(&share)))
+        }
+        _ => back(&page, "error", "Choose a non-empty file of tenant ids."),
+    }
 }

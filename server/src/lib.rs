@@ -43,6 +43,7 @@ pub async fn app_state(store: Arc<dyn ConfigStore>) -> Result<AppState, splitter
         store_label: store.describe(),
         store,
         splitter,
+        uploads: Default::default(),
     })
 }
 
@@ -63,6 +64,12 @@ pub fn router(leptos: LeptosOptions, app: AppState) -> Router {
         .nest("/api/v1", api::routes())
         .route("/policies", post(forms::create))
         .route("/policies/{name}/actions/{action}", post(forms::change))
+        .route(
+            "/policies/{name}/simulate/upload",
+            post(forms::upload).layer(axum::extract::DefaultBodyLimit::max(
+                app::state::Uploads::MAX_BYTES + 64 * 1024,
+            )),
+        )
         .leptos_routes_with_context(&state, routes, context.clone(), shell)
         .fallback(leptos_axum::file_and_error_handler_with_context::<
             ServerState,

@@ -18,7 +18,7 @@ pub fn Overview() -> impl IntoView {
             page: q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1),
         }
     };
-    let policies = Resource::new(|| (), |_| list_policies());
+    let policies = Resource::new(crate::live::store_version, |_| list_policies());
     view! {
         <h1>"Policies"</h1>
         <Flash/>

@@ -13,7 +13,10 @@ pub const SHARE_STEPS: [&str; 6] = ["1", "5", "10", "25", "50", "100"];
 pub fn Policy() -> impl IntoView {
     let params = use_params_map();
     let name = move || params.read().get("name").unwrap_or_default();
-    let page = Resource::new(name, get_policy);
+    let page = Resource::new(
+        move || (name(), crate::live::store_version()),
+        |(n, _)| get_policy(n),
+    );
     view! {
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {

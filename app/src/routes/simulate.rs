@@ -2,7 +2,7 @@
 //! change, and who moves. A GET form (shareable URL) without JavaScript; the same computation
 //! (the splitter crate) runs in the browser once hydrated.
 
-use crate::components::SplitBar;
+use crate::components::{Flash, SplitBar};
 use crate::server_fns::get_policy;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
@@ -47,7 +47,20 @@ pub fn Simulate() -> impl IntoView {
     let params = use_params_map();
     let query = use_query_map();
     let name = move || params.read().get("name").unwrap_or_default();
-    let page = Resource::new(name, get_policy);
+    let page = Resource::new(
+        move || (name(), crate::live::store_version()),
+        |(n, _)| get_policy(n),
+    );
+    let upload = Resource::new(
+        move || query.with(|q| q.get("upload").unwrap_or_default()),
+        |id| async move {
+            if id.is_empty() {
+                Ok(None)
+            } else {
+                crate::server_fns::uploaded_tenants(id).await
+            }
+        },
+    );
     view! {
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || {
@@ -55,6 +68,11 @@ pub fn Simulate() -> impl IntoView {
                     (q.get("share").unwrap_or_default(), q.get("tenants").unwrap_or_default())
                 });
                 Suspend::new(async move {
+                let tenants_text = match upload.await {
+                    Ok(Some(text)) => text,
+                    Ok(None) => tenants_text,
+                    Err(e) => return view! { <p class="flash error" role="alert">{format!("Cannot read the uploaded file: {e}")}</p> }.into_any(),
+                };
                 match page.await {
                     Err(e) => view! { <p class="flash error" role="alert">{format!("Cannot read the policy: {e}")}</p> }.into_any(),
                     Ok(None) => view! { <h1>"No such policy"</h1><p><a href="/">"All policies"</a></p> }.into_any(),
@@ -71,30 +89,80 @@ fn simulator_view(
     tenants_text: String,
 ) -> impl IntoView {
     let name = config.policy_name.to_string();
-    let share = if share_text.trim().is_empty() {
-        Ok(config.canary_basis_points)
-    } else {
-        BasisPoints::parse(&share_text)
+    // Signals: the server renders them once; once hydrated, every keystroke recomputes.
+    let share_input = RwSignal::new(share_text.clone());
+    let tenants_input = RwSignal::new(tenants_text.clone());
+    let has_canary = config.canary_version.is_some();
+    let current = config.canary_basis_points;
+    let canary_label = config
+        .canary_version
+        .as_ref()
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "none".into());
+    let salt = config.salt.clone();
+    let results = move || {
+        let share_text = share_input.get();
+        let share = if share_text.trim().is_empty() {
+            Ok(current)
+        } else {
+            BasisPoints::parse(&share_text)
+        };
+        let input = tenants_input.with(|t| parse_tenants(t));
+        view! {
+            {share.as_ref().err().map(|e| view! { <p class="flash error" role="alert">{e.to_string()}</p> })}
+            {(!input.invalid.is_empty()).then(|| view! {
+                <div class="flash error" role="alert"><p>{format!("{} line(s) are not tenant ids and were left out:", input.invalid.len())}</p>
+                <ul>{input.invalid.iter().take(20).map(|(l, e)| view! { <li>{format!("line {l}: {e}")}</li> }).collect_view()}</ul></div>
+            })}
+            {share.ok().map(|proposed| result_view(&config, proposed, &input.tenants, has_canary))}
+        }
     };
-    let input = parse_tenants(&tenants_text);
-    let result = share.as_ref().ok().map(|s| {
-        let sim = Simulator::new(&config, *s);
-        let counts = sim.counts(&input.tenants);
-        let rows: Vec<_> = sim
-            .rows(&input.tenants)
-            .into_iter()
-            .take(MAX_ROWS)
-            .map(|r| {
-                (
-                    r.tenant.to_string(),
-                    r.bucket.get(),
-                    r.canary_now,
-                    r.canary_proposed,
-                )
-            })
-            .collect();
-        (*s, counts, rows)
-    });
+    let on_file = move |ev: leptos::ev::Event| read_file(ev, tenants_input);
+    view! {
+        <nav class="crumbs"><a href="/">"Policies"</a> " / " <a href=format!("/policies/{name}")>{name.clone()}</a> " / simulate"</nav>
+        <h1>"Simulate " {name.clone()}</h1>
+        <Flash/>
+        <p>"Now: canary " <strong>{canary_label}</strong>
+           " at " <strong data-test="current-share">{current.to_string()}</strong> ", salt " <code>{salt}</code></p>
+        <form method="get" action=format!("/policies/{name}/simulate") class="card" data-test="simulate-form">
+            <label for="sim-share">"Proposed share"</label>
+            <input id="sim-share" name="share" value=share_text.clone() placeholder=current.to_string() inputmode="decimal"
+                on:input=move |ev| share_input.set(event_target_value(&ev))/>
+            <label for="sim-tenants">"Tenant ids (one per line, or a CSV whose first column is the tenant)"</label>
+            <textarea id="sim-tenants" name="tenants" rows="8"
+                on:input=move |ev| tenants_input.set(event_target_value(&ev))>{tenants_text.clone()}</textarea>
+            <button type="submit">"Simulate"</button>
+        </form>
+        <form method="post" enctype="multipart/form-data" action=format!("/policies/{name}/simulate/upload") class="card">
+            <label for="sim-file">"…or upload a CSV or text file of tenant ids"</label>
+            <input id="sim-file" type="file" name="file" accept=".csv,.txt,text/plain,text/csv" on:change=on_file/>
+            <input type="hidden" name="share" value=share_text/>
+            <noscript><button type="submit">"Upload and simulate"</button></noscript>
+        </form>
+        {results}
+    }
+}
+
+fn result_view(
+    config: &splitter::PolicyConfig,
+    proposed: BasisPoints,
+    tenants: &[String],
+    has_canary: bool,
+) -> AnyView {
+    let sim = Simulator::new(config, proposed);
+    let c = sim.counts(tenants);
+    let rows: Vec<_> = sim
+        .rows(&tenants[..tenants.len().min(MAX_ROWS)])
+        .into_iter()
+        .map(|r| {
+            (
+                r.tenant.to_string(),
+                r.bucket.get(),
+                r.canary_now,
+                r.canary_proposed,
+            )
+        })
+        .collect();
     let pct = |n: u64, d: u64| {
         if d == 0 {
             "—".to_string()
@@ -103,53 +171,58 @@ fn simulator_view(
         }
     };
     view! {
-        <nav class="crumbs"><a href="/">"Policies"</a> " / " <a href=format!("/policies/{name}")>{name.clone()}</a> " / simulate"</nav>
-        <h1>"Simulate " {name.clone()}</h1>
-        <p>"Now: canary " <strong>{config.canary_version.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "none".into())}</strong>
-           " at " <strong data-test="current-share">{config.canary_basis_points.to_string()}</strong> ", salt " <code>{config.salt.clone()}</code></p>
-        <form method="get" action=format!("/policies/{name}/simulate") class="card">
-            <label for="sim-share">"Proposed share"</label>
-            <input id="sim-share" name="share" value=share_text.clone() placeholder=config.canary_basis_points.to_string() inputmode="decimal"/>
-            <label for="sim-tenants">"Tenant ids (one per line, or a CSV whose first column is the tenant)"</label>
-            <textarea id="sim-tenants" name="tenants" rows="8">{tenants_text.clone()}</textarea>
-            <button type="submit">"Simulate"</button>
-        </form>
-        {share.as_ref().err().map(|e| view! { <p class="flash error" role="alert">{e.to_string()}</p> })}
-        {(!input.invalid.is_empty()).then(|| view! {
-            <div class="flash error" role="alert"><p>{format!("{} line(s) are not tenant ids and were left out:", input.invalid.len())}</p>
-            <ul>{input.invalid.iter().take(20).map(|(l, e)| view! { <li>{format!("line {l}: {e}")}</li> }).collect_view()}</ul></div>
-        })}
-        {result.map(|(proposed, c, rows)| view! {
-            <SplitBar share=proposed has_canary=config.canary_version.is_some()/>
-            <table class="counts" data-test="counts">
-                <tbody>
-                    <tr><th scope="row">"Tenants"</th><td data-test="tenants">{c.tenants}</td><td></td></tr>
-                    <tr><th scope="row">"On canary now"</th><td data-test="canary-now">{c.canary_now}</td><td>{pct(c.canary_now, c.tenants)}</td></tr>
-                    <tr><th scope="row">{format!("On canary at {proposed}")}</th><td data-test="canary-proposed">{c.canary_proposed}</td>
-                        <td>{format!("{} observed vs {} target", pct(c.canary_proposed, c.tenants), proposed)}</td></tr>
-                    <tr><th scope="row">"Move stable → canary"</th><td data-test="to-canary">{c.to_canary}</td><td>{pct(c.to_canary, c.tenants)}</td></tr>
-                    <tr><th scope="row">"Move canary → stable"</th><td data-test="to-stable">{c.to_stable}</td><td>{pct(c.to_stable, c.tenants)}</td></tr>
-                </tbody>
-            </table>
-            {(c.tenants as usize > MAX_ROWS).then(|| view! { <p>{format!("Listing the first {MAX_ROWS} of {} tenants; the counts cover all.", c.tenants)}</p> })}
-            <table class="simulation" data-test="rows">
-                <thead><tr><th scope="col">"Tenant"</th><th scope="col">"Bucket"</th><th scope="col">"Now"</th><th scope="col">"Proposed"</th><th scope="col">"Moves"</th></tr></thead>
-                <tbody>{rows.into_iter().map(|(t, b, now, next)| {
-                    let label = |c: bool| if c { "canary" } else { "stable" };
-                    let cell = t.clone();
-                    view! {
-                        <tr data-tenant=t data-proposed=label(next)>
-                            <td>{cell}</td><td>{b}</td>
-                            <td class=format!("version {}", label(now))>{label(now)}</td>
-                            <td class=format!("version {}", label(next))>{label(next)}</td>
-                            <td>{if now != next { "moves" } else { "" }}</td>
-                        </tr>
-                    }
-                }).collect_view()}</tbody>
-            </table>
-        })}
-    }
+        <SplitBar share=proposed has_canary/>
+        <table class="counts" data-test="counts">
+            <tbody>
+                <tr><th scope="row">"Tenants"</th><td data-test="tenants">{c.tenants}</td><td></td></tr>
+                <tr><th scope="row">{format!("On canary now ({})", config.canary_basis_points)}</th><td data-test="canary-now">{c.canary_now}</td><td>{pct(c.canary_now, c.tenants)}</td></tr>
+                <tr><th scope="row">{format!("On canary at {proposed}")}</th><td data-test="canary-proposed">{c.canary_proposed}</td>
+                    <td data-test="observed">{format!("{} observed vs {} target", pct(c.canary_proposed, c.tenants), proposed)}</td></tr>
+                <tr><th scope="row">"Move stable → canary"</th><td data-test="to-canary">{c.to_canary}</td><td>{pct(c.to_canary, c.tenants)}</td></tr>
+                <tr><th scope="row">"Move canary → stable"</th><td data-test="to-stable">{c.to_stable}</td><td>{pct(c.to_stable, c.tenants)}</td></tr>
+            </tbody>
+        </table>
+        {(c.tenants as usize > MAX_ROWS).then(|| view! { <p>{format!("Listing the first {MAX_ROWS} of {} tenants; the counts cover all.", c.tenants)}</p> })}
+        <table class="simulation" data-test="rows">
+            <thead><tr><th scope="col">"Tenant"</th><th scope="col">"Bucket"</th><th scope="col">"Now"</th><th scope="col">"Proposed"</th><th scope="col">"Moves"</th></tr></thead>
+            <tbody>{rows.into_iter().map(|(t, b, now, next)| {
+                let label = |c: bool| if c { "canary" } else { "stable" };
+                let cell = t.clone();
+                view! {
+                    <tr data-tenant=t data-proposed=label(next)>
+                        <td>{cell}</td><td>{b}</td>
+                        <td class=format!("version {}", label(now))>{label(now)}</td>
+                        <td class=format!("version {}", label(next))>{label(next)}</td>
+                        <td>{if now != next { "moves" } else { "" }}</td>
+                    </tr>
+                }
+            }).collect_view()}</tbody>
+        </table>
+    }.into_any()
 }
+
+/// Once hydrated, a chosen file is read in the browser straight into the tenant list.
+#[cfg(feature = "hydrate")]
+fn read_file(ev: leptos::ev::Event, tenants: RwSignal<String>) {
+    use wasm_bindgen::JsCast;
+    let Some(input) = ev
+        .target()
+        .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+    else {
+        return;
+    };
+    let Some(file) = input.files().and_then(|f| f.get(0)) else {
+        return;
+    };
+    leptos::task::spawn_local(async move {
+        if let Ok(text) = wasm_bindgen_futures::JsFuture::from(file.text()).await {
+            tenants.set(text.as_string().unwrap_or_default());
+        }
+    });
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn read_file(_ev: leptos::ev::Event, _tenants: RwSignal<String>) {}
 
 #[cfg(test)]
 mod tests {

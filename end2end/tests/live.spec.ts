@@ -1,0 +1,73 @@
+import { expect, test } from '@playwright/test';
+import { cliAssignments, createPolicy, getPolicy, gotoHydrated, sign, uniqueName } from './helpers';
+
+test('an open page follows a change made elsewhere without a reload @hydration', async ({ page, request }) => {
+  const name = uniqueName('live');
+  const config = await createPolicy(request, name, '5');
+  await gotoHydrated(page, `/policies/${name}`);
+  await page.evaluate(() => { (window as any).__stillHere = true; });
+  const res = await request.put(`/api/v1/policies/${name}/share`, {
+    data: { share: '33.3', reason: 'from the API' },
+    headers: { 'if-match': `"${config.revision}"`, 'x-actor': 'robot' },
+  });
+  expect(res.status()).toBe(200);
+  await expect(page.locator('dd[data-test="share"]')).toContainText('33.3%', { timeout: 10_000 });
+  await expect(page.locator('table.history')).toContainText('from the API');
+  expect(await page.evaluate(() => (window as any).__stillHere === true)).toBe(true);
+});
+
+test('the simulator updates instantly as the share changes @hydration', async ({ page, request }) => {
+  const name = uniqueName('instant');
+  const config = await createPolicy(request, name, '10');
+  const tenants = Array.from({ length: 200 }, (_, i) => `acct-${i}`);
+  await gotoHydrated(page, `/policies/${name}/simulate`);
+  await page.getByLabel(/^Tenant ids/).fill(tenants.join('\n'));
+  for (const share of ['20', '62.5', '0.5']) {
+    await page.getByLabel('Proposed share').fill(share);
+    const expected = cliAssignments(name, config.salt, share, tenants);
+    const onCanary = [...expected.values()].filter((a) => a === 'canary').length;
+    await expect(page.locator('[data-test="canary-proposed"]')).toHaveText(String(onCanary));
+    const shown = await page.locator('table.simulation tbody tr').evaluateAll((rows) =>
+      rows.map((r) => [r.getAttribute('data-tenant'), r.getAttribute('data-proposed')]));
+    expect(shown.length).toBe(200);
+    for (const [t, a] of shown) expect(a, t ?? '').toBe(expected.get(t ?? ''));
+  }
+  // Nothing was submitted: the URL did not change.
+  expect(page.url()).not.toContain('share=');
+  await page.getByLabel('Proposed share').fill('150');
+  await expect(page.locator('.flash.error')).toContainText('more than 100%');
+});
+
+test('a file of tenant ids can be uploaded to the simulator', async ({ page, request }, info) => {
+  const name = uniqueName('upload');
+  const config = await createPolicy(request, name, '10');
+  const tenants = Array.from({ length: Number(process.env.UPLOAD_N ?? 100_000) }, (_, i) => `t-${i}`);
+  if (info.project.name === 'js-off') await page.goto(`/policies/${name}/simulate?share=25`);
+  else await gotoHydrated(page, `/policies/${name}/simulate?share=25`);
+  await page.getByLabel(/upload a CSV/).setInputFiles({
+    name: 'tenants.csv', mimeType: 'text/csv', buffer: Buffer.from('tenant,plan\n' + tenants.map((t) => `${t},gold`).join('\n')),
+  });
+  // Without JavaScript the file goes to the server; hydrated, the browser reads it at once.
+  if (info.project.name === 'js-off') await page.getByRole('button', { name: 'Upload and simulate' }).click();
+  await expect(page.locator('[data-test="tenants"]')).toHaveText(String(tenants.length), { timeout: 45_000 });
+  const expected = cliAssignments(name, config.salt, '25', tenants);
+  const onCanary = [...expected.values()].filter((a) => a === 'canary').length;
+  await expect(page.locator('[data-test="canary-proposed"]')).toHaveText(String(onCanary));
+  await expect(page.locator('[data-test="observed"]')).toContainText('vs 25% target');
+});
+
+test('tenants can be pinned and unpinned', async ({ page, request }) => {
+  const name = uniqueName('pins');
+  await createPolicy(request, name, '0');
+  await page.goto(`/policies/${name}`);
+  const form = await sign(page, 'form[action$="/actions/pin"]', 'erin', 'vip');
+  await form.getByLabel('Tenant id').fill('über gmbh, inc.');
+  await form.getByLabel('Pin to').selectOption('canary');
+  await form.getByRole('button', { name: 'Pin' }).click();
+  await expect(page.locator('.flash.notice')).toContainText('Pinned über gmbh, inc. to canary');
+  expect((await getPolicy(request, name) as any).overrides).toEqual({ 'über gmbh, inc.': 'canary' });
+  const unpin = await sign(page, 'table.pins form', 'erin', 'done');
+  await unpin.getByRole('button', { name: 'Unpin' }).click();
+  await expect(page.locator('.flash.notice')).toContainText('Saved');
+  expect((await getPolicy(request, name) as any).overrides).toEqual({});
+});
