@@ -39,11 +39,17 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     live::provide();
+    let store = Resource::new(|| (), |_| server_fns::store_label());
     view! {
         <Stylesheet id="leptos" href="/pkg/apx-canary.css"/>
         <Title text="APX Canary"/>
         <header class="top">
             <a href="/" class="brand">"APX Canary"</a>
+            <Suspense fallback=|| ()>
+                <span class="store-label" data-test="store-label">
+                    {move || Suspend::new(async move { store.await.map(|s| format!("store: {s}")).unwrap_or_default() })}
+                </span>
+            </Suspense>
             <span class="legend"><span class="swatch stable"></span>"stable" <span class="swatch canary"></span>"canary"</span>
         </header>
         <Router>

@@ -121,9 +121,11 @@ pub struct OverviewQuery {
 pub const PAGE_SIZE: usize = 50;
 
 /// One page of the overview.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OverviewPage {
     pub rows: Vec<PolicyConfig>,
+    /// Policies in the store.
+    pub total: usize,
     /// Policies matching the filter (on all pages).
     pub matching: usize,
     pub page: usize,
@@ -133,6 +135,7 @@ pub struct OverviewPage {
 impl OverviewQuery {
     /// Filters, sorts and pages `all`.
     pub fn apply(&self, mut all: Vec<PolicyConfig>) -> OverviewPage {
+        let total = all.len();
         let needle = self.q.trim().to_lowercase();
         all.retain(|c| {
             (needle.is_empty() || c.policy_name.as_str().contains(&needle))
@@ -157,6 +160,7 @@ impl OverviewQuery {
             .collect();
         OverviewPage {
             rows,
+            total,
             matching,
             page,
             pages,

@@ -1,20 +1,20 @@
 //! Server functions: how pages read data. They run on the server; the browser calls them over
 //! HTTP once hydrated.
 
-use crate::model::PolicyPage;
+use crate::model::{OverviewPage, OverviewQuery, PolicyPage};
 use leptos::prelude::*;
-use splitter::PolicyConfig;
 
-/// Every policy, and a label naming the store they come from.
+/// One overview page (filtered, sorted, paged on the server, so only its rows travel), and a
+/// label naming the store.
 #[server]
-pub async fn list_policies() -> Result<(String, Vec<PolicyConfig>), ServerFnError> {
+pub async fn list_policies(query: OverviewQuery) -> Result<(String, OverviewPage), ServerFnError> {
     let state = expect_context::<crate::state::AppState>();
     let list = state
         .store
         .list()
         .await
         .map_err(|e| ServerFnError::new(e.to_string()))?;
-    Ok((state.store_label.clone(), list))
+    Ok((state.store_label.clone(), query.apply(list)))
 }
 
 /// One policy and its latest 50 audit events; `None` if it does not exist.
@@ -45,4 +45,12 @@ pub async fn get_policy(name: String) -> Result<Option<PolicyPage>, ServerFnErro
 pub async fn uploaded_tenants(id: String) -> Result<Option<String>, ServerFnError> {
     let state = expect_context::<crate::state::AppState>();
     Ok(state.uploads.get(&id).map(|t| t.to_string()))
+}
+
+/// Which store the dashboard runs on, for the header.
+#[server]
+pub async fn store_label() -> Result<String, ServerFnError> {
+    Ok(expect_context::<crate::state::AppState>()
+        .store_label
+        .clone())
 }

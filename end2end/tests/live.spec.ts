@@ -56,7 +56,7 @@ test('a file of tenant ids can be uploaded to the simulator', async ({ page, req
   await expect(page.locator('[data-test="observed"]')).toContainText('vs 25% target');
 });
 
-test('tenants can be pinned and unpinned', async ({ page, request }) => {
+test('tenants can be pinned and unpinned @store', async ({ page, request }) => {
   const name = uniqueName('pins');
   await createPolicy(request, name, '0');
   await page.goto(`/policies/${name}`);
@@ -70,4 +70,19 @@ test('tenants can be pinned and unpinned', async ({ page, request }) => {
   await unpin.getByRole('button', { name: 'Unpin' }).click();
   await expect(page.locator('.flash.notice')).toContainText('Saved');
   expect((await getPolicy(request, name) as any).overrides).toEqual({});
+});
+
+test('a change to another policy does not disturb a half-filled form @hydration', async ({ page, request }) => {
+  const mine = uniqueName('mine');
+  await createPolicy(request, mine, '5');
+  const other = await createPolicy(request, uniqueName('other'), '5');
+  await gotoHydrated(page, `/policies/${mine}`);
+  const form = page.locator('form[action$="/actions/share"]');
+  await form.getByLabel(/^New share/).fill('7.5');
+  const res = await request.put(`/api/v1/policies/${other.policy_name}/share`, {
+    data: { share: '9' }, headers: { 'if-match': `"${other.revision}"` },
+  });
+  expect(res.status()).toBe(200);
+  await page.waitForTimeout(1500);
+  await expect(form.getByLabel(/^New share/)).toHaveValue('7.5');
 });

@@ -18,7 +18,10 @@ pub fn Overview() -> impl IntoView {
             page: q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1),
         }
     };
-    let policies = Resource::new(crate::live::store_version, |_| list_policies());
+    let policies = Resource::new(
+        move || (overview_query(), crate::live::store_version()),
+        |(q, _)| list_policies(q),
+    );
     view! {
         <h1>"Policies"</h1>
         <Flash/>
@@ -27,9 +30,8 @@ pub fn Overview() -> impl IntoView {
                 let oq = overview_query();
                 match policies.await {
                     Err(e) => view! { <p class="flash error" role="alert">{format!("Cannot read the policies: {e}")}</p> }.into_any(),
-                    Ok((store, all)) => {
-                        let total = all.len();
-                        let page = oq.apply(all);
+                    Ok((store, page)) => {
+                        let total = page.total;
                         let now = jiff::Timestamp::now();
                         let link = {
                             let oq = oq.clone();

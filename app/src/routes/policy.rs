@@ -1,7 +1,7 @@
 //! `/policies/:name`: one policy's config, its controls and its history.
 
 use crate::components::{ChangeFields, Flash, SplitBar};
-use crate::model::{ago, describe, state_key, when};
+use crate::model::{ago, describe, state_key, when, PolicyPage};
 use crate::server_fns::get_policy;
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
@@ -13,14 +13,43 @@ pub const SHARE_STEPS: [&str; 6] = ["1", "5", "10", "25", "50", "100"];
 pub fn Policy() -> impl IntoView {
     let params = use_params_map();
     let name = move || params.read().get("name").unwrap_or_default();
-    let page = Resource::new(
-        move || (name(), crate::live::store_version()),
-        |(n, _)| get_policy(n),
-    );
+    let page = Resource::new(name, get_policy);
+    // Once hydrated, every store change re-reads this policy, but the page (and the operator's
+    // half-filled forms) is rebuilt only when this policy's revision changed.
+    let fresh: RwSignal<Option<Option<PolicyPage>>> = RwSignal::new(None);
+    Effect::new(move |_| {
+        name();
+        fresh.set(None);
+    });
+    Effect::new(move |_| {
+        if crate::live::store_version() == 0 {
+            return;
+        }
+        let n = params.read_untracked().get("name").unwrap_or_default();
+        leptos::task::spawn_local(async move {
+            let Ok(latest) = get_policy(n).await else {
+                return;
+            };
+            let revision = |p: &Option<PolicyPage>| p.as_ref().map(|p| p.config.revision);
+            let shown = match fresh.get_untracked() {
+                Some(p) => revision(&p),
+                None => page
+                    .get_untracked()
+                    .and_then(Result::ok)
+                    .and_then(|p| revision(&p)),
+            };
+            if revision(&latest) != shown {
+                fresh.set(Some(latest));
+            }
+        });
+    });
     view! {
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match page.await {
+            {move || {
+                let latest = fresh.get();
+                Suspend::new(async move {
+                let loaded = page.await;
+                match latest.map(Ok).unwrap_or(loaded) {
                     Err(e) => view! { <p class="flash error" role="alert">{format!("Cannot read the policy: {e}")}</p> }.into_any(),
                     Ok(None) => view! {
                         <h1>"No such policy"</h1>
@@ -28,7 +57,7 @@ pub fn Policy() -> impl IntoView {
                     }.into_any(),
                     Ok(Some(p)) => policy_view(p).into_any(),
                 }
-            })}
+            })}}
         </Suspense>
     }
 }

@@ -51,6 +51,8 @@ pub fn Simulate() -> impl IntoView {
         move || (name(), crate::live::store_version()),
         |(n, _)| get_policy(n),
     );
+    // Owned here, outside the part that re-renders when the store changes, so typing survives.
+    let inputs = (RwSignal::new(String::new()), RwSignal::new(String::new()));
     let upload = Resource::new(
         move || query.with(|q| q.get("upload").unwrap_or_default()),
         |id| async move {
@@ -76,7 +78,7 @@ pub fn Simulate() -> impl IntoView {
                 match page.await {
                     Err(e) => view! { <p class="flash error" role="alert">{format!("Cannot read the policy: {e}")}</p> }.into_any(),
                     Ok(None) => view! { <h1>"No such policy"</h1><p><a href="/">"All policies"</a></p> }.into_any(),
-                    Ok(Some(p)) => simulator_view(p.config, share_text, tenants_text).into_any(),
+                    Ok(Some(p)) => simulator_view(p.config, share_text, tenants_text, inputs).into_any(),
                 }
             })}}
         </Suspense>
@@ -87,11 +89,19 @@ fn simulator_view(
     config: splitter::PolicyConfig,
     share_text: String,
     tenants_text: String,
+    (share_input, tenants_input): (RwSignal<String>, RwSignal<String>),
 ) -> impl IntoView {
     let name = config.policy_name.to_string();
-    // Signals: the server renders them once; once hydrated, every keystroke recomputes.
-    let share_input = RwSignal::new(share_text.clone());
-    let tenants_input = RwSignal::new(tenants_text.clone());
+    // The server renders the inputs once; once hydrated, every keystroke recomputes. A re-render
+    // (the store changed) keeps what the operator had typed.
+    if share_input.get_untracked().is_empty() {
+        share_input.set(share_text);
+    }
+    if tenants_input.get_untracked().is_empty() {
+        tenants_input.set(tenants_text);
+    }
+    let share_text = share_input.get_untracked();
+    let tenants_text = tenants_input.get_untracked();
     let has_canary = config.canary_version.is_some();
     let current = config.canary_basis_points;
     let canary_label = config
