@@ -22,12 +22,33 @@ use splitter::{
 pub fn routes() -> Router<crate::ServerState> {
     Router::new()
         .route("/policies", get(list).post(create))
-        .route("/policies/{name}", get(get_one).delete(delete))
+        .route(
+            "/policies/{name}",
+            get(get_one).delete(
+                |State(s): State<AppState>, Path(n): Path<String>, h: HeaderMap, b: Bytes| {
+                    bare(s, n, h, b, Operation::Delete)
+                },
+            ),
+        )
         .route("/policies/{name}/events", get(events))
         .route("/policies/{name}/share", put(set_share))
         .route("/policies/{name}/canary", put(set_canary))
-        .route("/policies/{name}/promote", post(promote))
-        .route("/policies/{name}/rollback", post(rollback))
+        .route(
+            "/policies/{name}/promote",
+            post(
+                |State(s): State<AppState>, Path(n): Path<String>, h: HeaderMap, b: Bytes| {
+                    bare(s, n, h, b, Operation::Promote)
+                },
+            ),
+        )
+        .route(
+            "/policies/{name}/rollback",
+            post(
+                |State(s): State<AppState>, Path(n): Path<String>, h: HeaderMap, b: Bytes| {
+                    bare(s, n, h, b, Operation::Rollback)
+                },
+            ),
+        )
         .route(
             "/policies/{name}/overrides/{tenant}",
             put(pin).delete(unpin),
@@ -278,34 +299,16 @@ fn optional_body(b: Bytes) -> Result<ReasonBody, ApiError> {
         .map_err(|e| ApiError::BadBody(format!("the body is not {{\"reason\": \"…\"}}: {e}")))
 }
 
-async fn promote(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
+/// Promote, roll back, delete: an operation whose body is at most a reason.
+async fn bare(
+    state: AppState,
+    name: String,
     headers: HeaderMap,
     b: Bytes,
+    op: Operation,
 ) -> Result<Response, ApiError> {
     let b = optional_body(b)?;
-    write(&state, &name, Operation::Promote, &headers, b.reason).await
-}
-
-async fn rollback(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    b: Bytes,
-) -> Result<Response, ApiError> {
-    let b = optional_body(b)?;
-    write(&state, &name, Operation::Rollback, &headers, b.reason).await
-}
-
-async fn delete(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    b: Bytes,
-) -> Result<Response, ApiError> {
-    let b = optional_body(b)?;
-    write(&state, &name, Operation::Delete, &headers, b.reason).await
+    write(&state, &name, op, &headers, b.reason).await
 }
 
 #[derive(Deserialize)]
