@@ -235,11 +235,11 @@ pub async fn upload(
                         share = String::from_utf8_lossy(&bytes).to_string()
                     }
                     Ok(_) => {}
-                    Err(e) => return back(&page, "error", &format!("The upload failed: {e}.")),
+                    Err(e) => return back(&page, "error", &upload_error(&e)),
                 }
             }
             Ok(None) => break,
-            Err(e) => return back(&page, "error", &format!("The upload failed: {e}.")),
+            Err(e) => return back(&page, "error", &upload_error(&e)),
         }
     }
     match text {
@@ -248,5 +248,16 @@ pub async fn upload(
             Redirect::to(&format!("{page}?share={}&upload={id}", urlencode(&share)))
         }
         _ => back(&page, "error", "Choose a non-empty file of tenant ids."),
+    }
+}
+
+fn upload_error(e: &axum::extract::multipart::MultipartError) -> String {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        format!(
+            "The file is larger than {} MB. Split it, or run `splitter assign` on it offline.",
+            app::state::Uploads::MAX_BYTES / (1024 * 1024)
+        )
+    } else {
+        format!("The upload failed ({e}); nothing was simulated.")
     }
 }

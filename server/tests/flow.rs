@@ -381,3 +381,55 @@ async fn flow_on_firestore_emulator() {
         .unwrap();
     flow(router(store).await).await;
 }
+
+async fn upload(app: &Router, body: Vec<u8>) -> Reply {
+    let boundary = "XBOUNDARYX";
+    let mut payload = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"share\"\r\n\r\n5\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.txt\"\r\nContent-Type: text/plain\r\n\r\n").into_bytes();
+    payload.extend(body);
+    payload.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    send(
+        app,
+        Request::post("/policies/demo-payment-api/simulate/upload")
+            .header(
+                header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(Body::from(payload))
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = router(Arc::new(
+        EmbeddedStore::open(dir.path().join("canary.redb")).unwrap(),
+    ))
+    .await;
+    let ok = upload(&app, b"tenant-1\ntenant-2\n".to_vec()).await;
+    assert!(ok.location.contains("share=5&upload="), "{}", ok.location);
+    let shown = get(&app, &ok.location).await;
+    assert!(
+        shown.body.contains("data-test=\"tenants\">2<"),
+        "the uploaded ids are simulated"
+    );
+    let too_big = upload(&app, vec![b'a'; 33 * 1024 * 1024]).await;
+    assert!(
+        decoded(&too_big.location).contains("larger than 32 MB"),
+        "{}",
+        too_big.location
+    );
+    let binary = upload(&app, vec![0xff, 0xfe, 0x00]).await;
+    assert!(
+        decoded(&binary.location).contains("not UTF-8"),
+        "{}",
+        binary.location
+    );
+    let empty = upload(&app, Vec::new()).await;
+    assert!(
+        decoded(&empty.location).contains("non-empty file"),
+        "{}",
+        empty.location
+    );
+}
