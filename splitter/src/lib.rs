@@ -16,6 +16,8 @@ pub mod ops;
 pub mod share;
 pub mod simulate;
 
+#[cfg(feature = "layer")]
+pub mod layer;
 #[cfg(feature = "store")]
 pub mod snapshot;
 #[cfg(feature = "store")]

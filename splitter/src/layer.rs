@@ -1,0 +1,193 @@
+//! A tower layer that routes each request by tenant: it reads the tenant and the policy, asks
+//! the [`Splitter`] snapshot (no store round trip), puts the [`Decision`] into the request's
+//! extensions for the handler, marks the response (`X-Apx-Canary`, `X-Apx-Canary-Version`) and
+//! reports the outcome to a [`Recorder`]. It acts only when the request asks for the `latest`
+//! version (or names none); an explicit version passes through untouched.
+
+use crate::decision::Decision;
+use crate::names::LATEST;
+use crate::snapshot::Splitter;
+use http::{HeaderName, HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+pub const CANARY_HEADER: &str = "x-apx-canary";
+pub const CANARY_VERSION_HEADER: &str = "x-apx-canary-version";
+
+/// Where the layer finds the policy of a request.
+#[derive(Debug, Clone)]
+pub enum PolicySource {
+    /// Always this policy.
+    Fixed(String),
+    /// The value of this header.
+    Header(HeaderName),
+    /// This segment of the path, counted from 0 after the leading `/`
+    /// (`/policies/{name}/…` is segment 1).
+    PathSegment(usize),
+}
+
+/// Receives one outcome per routed request (for traffic recording).
+pub trait Recorder: Send + Sync + 'static {
+    fn record(&self, policy: &str, decision: &Decision, status: u16, latency: Duration);
+}
+
+/// The layer's settings. `splitter: None` makes it a pass-through (no decider configured).
+#[derive(Clone)]
+pub struct CanaryLayer {
+    splitter: Option<Splitter>,
+    tenant_header: HeaderName,
+    version_header: HeaderName,
+    policy: PolicySource,
+    recorder: Option<Arc<dyn Recorder>>,
+}
+
+impl CanaryLayer {
+    /// Tenant from `X-Tenant-ID`, requested version from `X-Api-Version`, the given policy source.
+    pub fn new(splitter: Option<Splitter>, policy: PolicySource) -> CanaryLayer {
+        CanaryLayer {
+            splitter,
+            tenant_header: HeaderName::from_static("x-tenant-id"),
+            version_header: HeaderName::from_static("x-api-version"),
+            policy,
+            recorder: None,
+        }
+    }
+
+    pub fn tenant_header(mut self, name: HeaderName) -> Self {
+        self.tenant_header = name;
+        self
+    }
+
+    pub fn version_header(mut self, name: HeaderName) -> Self {
+        self.version_header = name;
+        self
+    }
+
+    pub fn recorder(mut self, recorder: Arc<dyn Recorder>) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+}
+
+impl<S> tower_layer::Layer<S> for CanaryLayer {
+    type Service = CanaryService<S>;
+    fn layer(&self, inner: S) -> CanaryService<S> {
+        CanaryService {
+            inner,
+            config: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct CanaryService<S> {
+    inner: S,
+    config: CanaryLayer,
+}
+
+impl CanaryLayer {
+    fn policy_of<B>(&self, req: &Request<B>) -> Option<String> {
+        match &self.policy {
+            PolicySource::Fixed(p) => Some(p.clone()),
+            PolicySource::Header(h) => req.headers().get(h)?.to_str().ok().map(str::to_string),
+            PolicySource::PathSegment(i) => req
+                .uri()
+                .path()
+                .trim_start_matches('/')
+                .split('/')
+                .nth(*i)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        }
+    }
+}
+
+impl<S, B, RB> tower_service::Service<Request<B>> for CanaryService<S>
+where
+    S: tower_service::Service<Request<B>, Response = Response<RB>>,
+{
+    type Response = Response<RB>;
+    type Error = S::Error;
+    type Future = CanaryFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let c = &self.config;
+        let wants_latest = req
+            .headers()
+            .get(&c.version_header)
+            .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(LATEST.as_bytes()));
+        let routed = match (&c.splitter, wants_latest, c.policy_of(&req)) {
+            (Some(splitter), true, Some(policy)) => {
+                let tenant = req
+                    .headers()
+                    .get(&c.tenant_header)
+                    .and_then(|v| v.to_str().ok());
+                let decision = splitter.select_version(&policy, tenant);
+                req.extensions_mut().insert(decision.clone());
+                Some((policy, decision))
+            }
+            _ => None,
+        };
+        CanaryFuture {
+            inner: self.inner.call(req),
+            routed,
+            recorder: c.recorder.clone(),
+            started: Instant::now(),
+        }
+    }
+}
+
+pin_project! {
+    pub struct CanaryFuture<F> {
+        #[pin]
+        inner: F,
+        routed: Option<(String, Decision)>,
+        recorder: Option<Arc<dyn Recorder>>,
+        started: Instant,
+    }
+}
+
+impl<F, RB, E> Future for CanaryFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+{
+    type Output = Result<Response<RB>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = match this.inner.poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(r)) => r,
+        };
+        if let Some((policy, decision)) = this.routed.take() {
+            let headers = response.headers_mut();
+            headers.insert(
+                HeaderName::from_static(CANARY_HEADER),
+                HeaderValue::from_static(if decision.is_canary { "true" } else { "false" }),
+            );
+            if decision.is_canary {
+                if let Ok(v) = HeaderValue::from_str(decision.version.as_str()) {
+                    headers.insert(HeaderName::from_static(CANARY_VERSION_HEADER), v);
+                }
+            }
+            if let Some(recorder) = this.recorder {
+                recorder.record(
+                    &policy,
+                    &decision,
+                    response.status().as_u16(),
+                    this.started.elapsed(),
+                );
+            }
+        }
+        Poll::Ready(Ok(response))
+    }
+}
