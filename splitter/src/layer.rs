@@ -3,6 +3,9 @@
 //! extensions for the handler, marks the response (`X-Apx-Canary`, `X-Apx-Canary-Version`) and
 //! reports the outcome to a [`Recorder`]. It acts only when the request asks for the `latest`
 //! version (or names none); an explicit version passes through untouched.
+//!
+//! A routed request runs inside a `canary` tracing span with `canary.policy`, `canary.status`
+//! (`canary` or `stable`) and `canary.version`, so every log line of the handler carries them.
 
 use crate::decision::Decision;
 use crate::names::LATEST;
@@ -136,8 +139,22 @@ where
             }
             _ => None,
         };
+        let span = match &routed {
+            Some((policy, decision)) => tracing::info_span!(
+                "canary",
+                canary.policy = %policy,
+                canary.status = if decision.is_canary { "canary" } else { "stable" },
+                canary.version = %decision.version,
+            ),
+            None => tracing::Span::none(),
+        };
+        let inner = {
+            let _entered = span.enter();
+            self.inner.call(req)
+        };
         CanaryFuture {
-            inner: self.inner.call(req),
+            inner,
+            span,
             routed,
             recorder: c.recorder.clone(),
             started: Instant::now(),
@@ -149,6 +166,7 @@ pin_project! {
     pub struct CanaryFuture<F> {
         #[pin]
         inner: F,
+        span: tracing::Span,
         routed: Option<(String, Decision)>,
         recorder: Option<Arc<dyn Recorder>>,
         started: Instant,
@@ -163,6 +181,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let _entered = this.span.enter();
         let mut response = match this.inner.poll(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),

@@ -6,6 +6,8 @@
 //! - [`ops`]: operations and their audit events, as pure functions.
 //! - [`store`] (feature `store`): the `ConfigStore` trait, embedded and Firestore stores;
 //!   [`snapshot`]: the in-memory snapshot that follows a store and answers `select_version`.
+//! - [`traffic`]: recorded traffic per policy, version and minute, and its recorder.
+//! - [`layer`] (feature `layer`): the tower layer that routes requests and records outcomes.
 
 pub mod bucket;
 pub mod config;
@@ -15,6 +17,7 @@ pub mod names;
 pub mod ops;
 pub mod share;
 pub mod simulate;
+pub mod traffic;
 
 #[cfg(feature = "layer")]
 pub mod layer;

@@ -584,8 +584,123 @@ mod suite {
         assert_eq!(store.get(&name("rules")).await.unwrap().unwrap(), c);
         assert_eq!(store.events(&name("rules"), 10).await.unwrap().len(), 1);
     }
-}
 
+    /// Traffic documents: replaced (not merged) per key, read by window and policy, pruned.
+    pub async fn traffic_round_trip(store: &dyn ConfigStore) {
+        use splitter::traffic::{TrafficMinute, VersionTraffic};
+        let doc = |policy: &str, minute: i64, replica: &str, requests: u64| {
+            let mut t = VersionTraffic::default();
+            for i in 0..requests {
+                t.record(
+                    if i % 10 == 0 { 503 } else { 200 },
+                    Duration::from_millis(i),
+                );
+            }
+            TrafficMinute {
+                policy: policy.into(),
+                minute,
+                replica: replica.into(),
+                versions: [("v1.2+b".to_string(), t.clone()), ("v2".to_string(), t)].into(),
+            }
+        };
+        let base = 29_000_000;
+        store
+            .put_traffic(&[
+                doc("pay", base, "r1", 5),
+                doc("pay", base, "r2", 7),
+                doc("pay", base + 1, "r1", 3),
+                doc("search", base + 1, "r1", 2),
+                doc("pay", base + 10, "r1", 1),
+            ])
+            .await
+            .unwrap();
+        // A later write of the same key replaces it.
+        store
+            .put_traffic(&[doc("pay", base, "r1", 6)])
+            .await
+            .unwrap();
+
+        let mut got = store
+            .traffic(Some(&name("pay")), base, base + 1)
+            .await
+            .unwrap();
+        got.sort_by_key(|d| d.key());
+        assert_eq!(
+            got,
+            vec![
+                doc("pay", base, "r1", 6),
+                doc("pay", base, "r2", 7),
+                doc("pay", base + 1, "r1", 3),
+            ]
+        );
+        let all = store.traffic(None, base, base + 10).await.unwrap();
+        assert_eq!(all.len(), 5);
+        let sums = splitter::traffic::sum_replicas(all);
+        assert_eq!(sums[&("pay".to_string(), base)]["v2"].requests, 13);
+        assert_eq!(sums[&("pay".to_string(), base)]["v2"].errors, 2);
+        assert!(store
+            .traffic(None, base + 2, base + 9)
+            .await
+            .unwrap()
+            .is_empty());
+
+        assert_eq!(store.prune_traffic(base + 1).await.unwrap(), 2);
+        let left = store.traffic(None, base - 100, base + 100).await.unwrap();
+        assert_eq!(left.len(), 3);
+        assert!(left.iter().all(|d| d.minute > base));
+    }
+
+    /// The recorder's totals reach the store intact, summed over two replicas.
+    pub async fn recorder_flushes_to_store(store: &dyn ConfigStore) {
+        use splitter::traffic::{minute_of, sum_replicas, TrafficRecorder};
+        let split = Splitter::from_configs([support::config("flush-api", Some("v2"), 5000)]);
+        let now = minute_of(jiff::Timestamp::now());
+        let replicas = [
+            TrafficRecorder::new("a", 100),
+            TrafficRecorder::new("b", 100),
+        ];
+        let (mut canary, mut stable, mut errors) = (0u64, 0u64, 0u64);
+        for i in 0..400 {
+            let d = split.select_version("flush-api", Some(&format!("t-{i}")));
+            let status = if d.is_canary && i % 4 == 0 { 500 } else { 200 };
+            if d.is_canary {
+                canary += 1;
+                errors += u64::from(status == 500);
+            } else {
+                stable += 1;
+            }
+            replicas[i % 2].record_at(now, "flush-api", &d, status, Duration::from_micros(300));
+        }
+        // Unknown policies are not recorded.
+        let unknown = split.select_version("nope", Some("t-1"));
+        replicas[0].record_at(now, "nope", &unknown, 200, Duration::from_millis(1));
+        for r in &replicas {
+            assert_eq!(r.stats().unflushed_requests, 200);
+            assert_eq!(r.flush(store, now).await.unwrap(), 1);
+            assert_eq!(r.stats().unflushed_requests, 0);
+            // Nothing new: nothing written.
+            assert_eq!(r.flush(store, now).await.unwrap(), 0);
+        }
+        let stored = sum_replicas(store.traffic(None, now, now).await.unwrap());
+        let minute = &stored[&("flush-api".to_string(), now)];
+        assert_eq!(minute["v2"].requests, canary);
+        assert_eq!(minute["v2"].errors, errors);
+        assert_eq!(minute["v1"].requests, stable);
+        assert_eq!(canary + stable, 400);
+        assert!(canary > 150 && stable > 150, "{canary} / {stable}");
+        assert!(!stored.keys().any(|(p, _)| p == "nope"));
+        // More traffic in the same minute: the replica rewrites its whole total.
+        let d = split.select_version("flush-api", Some("t-0"));
+        replicas[0].record_at(now, "flush-api", &d, 200, Duration::from_micros(300));
+        replicas[0].flush(store, now).await.unwrap();
+        let again = sum_replicas(store.traffic(None, now, now).await.unwrap());
+        let total: u64 = again[&("flush-api".to_string(), now)]
+            .values()
+            .map(|t| t.requests)
+            .sum();
+        assert_eq!(total, 401);
+    }
+}
 macro_rules! conformance {
     ($store:ident) => {
         mod $store {
@@ -643,6 +758,18 @@ macro_rules! conformance {
             async fn rules_write_nothing() {
                 let h = super::$store("rules").await;
                 suite::rules_write_nothing(&*h.store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn traffic_round_trip() {
+                let h = super::$store("traffic").await;
+                suite::traffic_round_trip(&*h.store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn recorder_flushes_to_store() {
+                let h = super::$store("recorder").await;
+                suite::recorder_flushes_to_store(&*h.store).await;
             }
         }
     };

@@ -153,3 +153,65 @@ async fn outcomes_are_recorded() {
         ]
     );
 }
+
+/// Captures the fields of every span opened, as `name=value` strings.
+struct SpanFields(Arc<Mutex<Vec<String>>>);
+
+struct Fields<'a>(&'a mut Vec<String>);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push(format!("{}={:?}", field.name(), value));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.push(format!("{}={}", field.name(), value));
+    }
+}
+
+impl tracing::Subscriber for SpanFields {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut fields = vec![format!("span={}", span.metadata().name())];
+        span.record(&mut Fields(&mut fields));
+        self.0.lock().unwrap().push(fields.join(" "));
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn routed_requests_run_in_a_span_with_status_and_version() {
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let _guard = tracing::subscriber::set_default(SpanFields(spans.clone()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let layer = CanaryLayer::new(
+        Some(splitter_at(2000)),
+        PolicySource::Fixed("payment-api".into()),
+    );
+    runtime.block_on(async {
+        call(layer.clone(), req(Some("tenant-124"))).await;
+        call(layer.clone(), req(Some("tenant-123"))).await;
+        let mut explicit = req(Some("tenant-124"));
+        explicit
+            .headers_mut()
+            .insert("x-api-version", "v1".parse().unwrap());
+        call(layer, explicit).await;
+    });
+    let spans = spans.lock().unwrap().clone();
+    assert_eq!(
+        spans,
+        vec![
+            "span=canary canary.policy=payment-api canary.status=canary canary.version=v2",
+            "span=canary canary.policy=payment-api canary.status=stable canary.version=v1",
+        ],
+        "one span per routed request; none for an explicit version"
+    );
+}

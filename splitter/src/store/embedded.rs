@@ -9,6 +9,7 @@ use crate::config::PolicyConfig;
 use crate::error::{Error, Result};
 use crate::names::PolicyName;
 use crate::ops::{AuditEvent, Change};
+use crate::traffic::TrafficMinute;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,6 +19,8 @@ const CONFIGS: TableDefinition<&str, &[u8]> = TableDefinition::new("canary_confi
 /// Keyed by (policy, sequence) so one policy's events are one range, oldest first.
 const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("canary_events");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Keyed by (minute, policy, replica) so a time window is one range and pruning cuts a prefix.
+const TRAFFIC: TableDefinition<(i64, &str, &str), &[u8]> = TableDefinition::new("canary_traffic");
 const NEXT_EVENT: &str = "next_event_seq";
 
 pub struct EmbeddedStore {
@@ -64,6 +67,7 @@ impl EmbeddedStore {
         txn.open_table(CONFIGS).map_err(unavailable)?;
         txn.open_table(EVENTS).map_err(unavailable)?;
         txn.open_table(META).map_err(unavailable)?;
+        txn.open_table(TRAFFIC).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore {
             db: Arc::new(db),
@@ -172,5 +176,71 @@ impl ConfigStore for EmbeddedStore {
 
     fn changes(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+
+    async fn put_traffic(&self, minutes: &[TrafficMinute]) -> Result<()> {
+        let minutes = minutes.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(TRAFFIC).map_err(unavailable)?;
+                for m in &minutes {
+                    table
+                        .insert(
+                            (m.minute, m.policy.as_str(), m.replica.as_str()),
+                            encode(m).as_slice(),
+                        )
+                        .map_err(unavailable)?;
+                }
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn traffic(
+        &self,
+        policy: Option<&PolicyName>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<TrafficMinute>> {
+        let policy = policy.map(|p| p.to_string());
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(TRAFFIC).map_err(unavailable)?;
+            let mut out = Vec::new();
+            if from > to {
+                return Ok(out);
+            }
+            let range = table
+                .range((from, "", "")..(to.saturating_add(1), "", ""))
+                .map_err(unavailable)?;
+            for entry in range {
+                let (k, v) = entry.map_err(unavailable)?;
+                let (_, p, _) = k.value();
+                if policy.as_deref().is_none_or(|want| want == p) {
+                    out.push(decode(p, v.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn prune_traffic(&self, before: i64) -> Result<usize> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let n;
+            {
+                let mut table = txn.open_table(TRAFFIC).map_err(unavailable)?;
+                let old = table
+                    .extract_from_if((i64::MIN, "", "")..(before, "", ""), |_, _| true)
+                    .map_err(unavailable)?;
+                n = old.count();
+            }
+            txn.commit().map_err(unavailable)?;
+            Ok(n)
+        })
+        .await
     }
 }

@@ -1,5 +1,6 @@
 //! The Firestore store: collection `canary_configs` (document id = policy name) and
-//! `canary_events` (one document per change, written in the change's transaction).
+//! `canary_events` (one document per change, written in the change's transaction), and
+//! `canary_traffic` (one document per policy, minute and replica; see [`crate::traffic`]).
 //!
 //! The document layout stays readable by the original design's readers: `canary_percentage`
 //! (whole percent, rounded down) is written next to the exact `canary_basis_points`, and
@@ -12,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::names::{Actor, PolicyName, TenantId, Version};
 use crate::ops::{AuditEvent, Change};
 use crate::share::BasisPoints;
+use crate::traffic::{TrafficMinute, VersionTraffic};
 use firestore::errors::FirestoreError;
 use firestore::{
     FirestoreDb, FirestoreDbOptions, FirestoreInstant, FirestoreListener, FirestoreListenerTarget,
@@ -25,6 +27,79 @@ use tokio::sync::{watch, Mutex};
 
 pub const CONFIGS: &str = "canary_configs";
 pub const EVENTS: &str = "canary_events";
+pub const TRAFFIC: &str = "canary_traffic";
+/// Writes per commit (Firestore allows 500).
+const TRAFFIC_CHUNK: usize = 400;
+
+/// A `canary_traffic` document. Versions are a list, not a map: version labels may contain
+/// `.`, which Firestore field paths would split.
+#[derive(Debug, Serialize, Deserialize)]
+struct TrafficDoc {
+    policy: String,
+    minute: i64,
+    replica: String,
+    versions: Vec<VersionRow>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct VersionRow {
+    version: String,
+    requests: i64,
+    errors: i64,
+    latency: Vec<i64>,
+    latency_sum_us: i64,
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl From<&TrafficMinute> for TrafficDoc {
+    fn from(m: &TrafficMinute) -> TrafficDoc {
+        TrafficDoc {
+            policy: m.policy.clone(),
+            minute: m.minute,
+            replica: m.replica.clone(),
+            versions: m
+                .versions
+                .iter()
+                .map(|(v, t)| VersionRow {
+                    version: v.clone(),
+                    requests: to_i64(t.requests),
+                    errors: to_i64(t.errors),
+                    latency: t.latency.iter().map(|&n| to_i64(n)).collect(),
+                    latency_sum_us: to_i64(t.latency_sum_us),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<TrafficDoc> for TrafficMinute {
+    fn from(d: TrafficDoc) -> TrafficMinute {
+        let n = |x: i64| u64::try_from(x).unwrap_or(0);
+        TrafficMinute {
+            policy: d.policy,
+            minute: d.minute,
+            replica: d.replica,
+            versions: d
+                .versions
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.version,
+                        VersionTraffic {
+                            requests: n(r.requests),
+                            errors: n(r.errors),
+                            latency: r.latency.into_iter().map(n).collect(),
+                            latency_sum_us: n(r.latency_sum_us),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
 
 /// A `canary_configs` document. Every field added after the original layout is optional so
 /// that older documents still read.
@@ -417,5 +492,88 @@ impl ConfigStore for FirestoreStore {
 
     fn changes(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+
+    async fn put_traffic(&self, minutes: &[TrafficMinute]) -> Result<()> {
+        for chunk in minutes.chunks(TRAFFIC_CHUNK) {
+            let mut tx = self.db.begin_transaction().await.map_err(unavailable)?;
+            for m in chunk {
+                let queued = self
+                    .db
+                    .fluent()
+                    .update()
+                    .in_col(TRAFFIC)
+                    .document_id(m.key())
+                    .object(&TrafficDoc::from(m))
+                    .add_to_transaction(&mut tx);
+                if let Err(e) = queued {
+                    tx.rollback().await.ok();
+                    return Err(unavailable(e));
+                }
+            }
+            tx.commit().await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn traffic(
+        &self,
+        policy: Option<&PolicyName>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<TrafficMinute>> {
+        let policy = policy.map(|p| p.to_string());
+        let docs: Vec<TrafficDoc> = self
+            .db
+            .fluent()
+            .select()
+            .from(TRAFFIC)
+            .filter(|q| {
+                q.for_all([
+                    q.field("minute").greater_than_or_equal(from),
+                    q.field("minute").less_than_or_equal(to),
+                    policy.as_deref().and_then(|p| q.field("policy").eq(p)),
+                ])
+            })
+            .obj()
+            .query()
+            .await
+            .map_err(unavailable)?;
+        Ok(docs.into_iter().map(TrafficMinute::from).collect())
+    }
+
+    async fn prune_traffic(&self, before: i64) -> Result<usize> {
+        let old: Vec<TrafficDoc> = self
+            .db
+            .fluent()
+            .select()
+            .from(TRAFFIC)
+            .filter(|q| q.for_all([q.field("minute").less_than(before)]))
+            .obj()
+            .query()
+            .await
+            .map_err(unavailable)?;
+        let keys: Vec<String> = old
+            .into_iter()
+            .map(|d| TrafficMinute::from(d).key())
+            .collect();
+        for chunk in keys.chunks(TRAFFIC_CHUNK) {
+            let mut tx = self.db.begin_transaction().await.map_err(unavailable)?;
+            for key in chunk {
+                let queued = self
+                    .db
+                    .fluent()
+                    .delete()
+                    .from(TRAFFIC)
+                    .document_id(key)
+                    .add_to_transaction(&mut tx);
+                if let Err(e) = queued {
+                    tx.rollback().await.ok();
+                    return Err(unavailable(e));
+                }
+            }
+            tx.commit().await.map_err(unavailable)?;
+        }
+        Ok(keys.len())
     }
 }

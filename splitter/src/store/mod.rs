@@ -5,6 +5,7 @@ use crate::config::PolicyConfig;
 use crate::error::{Error, Result};
 use crate::names::PolicyName;
 use crate::ops::{plan, AuditEvent, Change, Request};
+use crate::traffic::TrafficMinute;
 use tokio::sync::watch;
 
 #[cfg(feature = "embedded")]
@@ -38,6 +39,22 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// A counter that moves whenever the store may have changed (in-process for the embedded
     /// store, from a real-time listener for Firestore). Followers re-read on change.
     fn changes(&self) -> watch::Receiver<u64>;
+
+    /// Writes each replica's totals for a (policy, minute), replacing what that replica wrote
+    /// before for the same key ([`TrafficMinute::key`]). Never merges: only one replica writes
+    /// a key, so replacing is exact and retrying is harmless.
+    async fn put_traffic(&self, minutes: &[TrafficMinute]) -> Result<()>;
+
+    /// Stored traffic for minutes `from..=to` (every replica's document), for one policy or all.
+    async fn traffic(
+        &self,
+        policy: Option<&PolicyName>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<TrafficMinute>>;
+
+    /// Deletes traffic for minutes before `before`; returns how many documents went.
+    async fn prune_traffic(&self, before: i64) -> Result<usize>;
 
     /// Plans `request` against the current config and commits it; returns the new config
     /// (`None` after a delete). A concurrent writer makes this fail with [`Error::Conflict`].

@@ -81,6 +81,12 @@ impl Emulator {
             .local_addr()
             .unwrap()
             .port();
+        Emulator::start_on(port)
+    }
+
+    /// Starts an emulator on `port` (a restart after [`Emulator::stop`] reuses the port; the
+    /// new emulator starts empty, as the emulator keeps data in memory only).
+    pub fn start_on(port: u16) -> Emulator {
         let host = format!("127.0.0.1:{port}");
         let child = Command::new("java")
             .args(["-Duser.language=en", "-cp", EMULATOR_JAR])
@@ -122,6 +128,10 @@ impl Emulator {
         let mut body = String::new();
         let _ = s.read_to_string(&mut body);
         body.contains("Ok")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.host.rsplit(':').next().unwrap().parse().unwrap()
     }
 
     pub fn stop(&mut self) {

@@ -1,0 +1,505 @@
+//! Recorded traffic: per policy, per version, per minute — requests, server errors (5xx) and a
+//! latency histogram good enough for p50/p95/p99.
+//!
+//! Each replica keeps its own running totals for every (policy, minute) it served and writes
+//! them whole to the store as one document per (policy, minute, replica). A write therefore
+//! never needs to read, increment or lock anything: re-sending the same totals is harmless, and
+//! no document is written by two replicas (Firestore allows about one write per second per
+//! document; a replica writes each document at most once per flush interval). Readers sum the
+//! replicas.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets in microseconds: 50 µs × √2ⁱ for i = 0..=40, so about
+/// 52 s at the top; a last, open bucket holds anything slower. Two buckets per doubling keeps a
+/// quantile estimate within ±19 % of the true value.
+pub static LATENCY_BOUNDS_US: LazyLock<Vec<u64>> = LazyLock::new(|| {
+    (0..=40)
+        .map(|i| (50.0 * 2f64.powf(i as f64 / 2.0)).round() as u64)
+        .collect()
+});
+
+/// Number of latency buckets, the open one included.
+pub fn latency_buckets() -> usize {
+    LATENCY_BOUNDS_US.len() + 1
+}
+
+/// The bucket a latency falls into (bounds are inclusive upper bounds).
+pub fn latency_bucket(latency: Duration) -> usize {
+    let us = latency.as_micros().min(u64::MAX as u128) as u64;
+    LATENCY_BOUNDS_US.partition_point(|&b| b < us)
+}
+
+/// One version's traffic in one minute (or any sum of minutes and replicas).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionTraffic {
+    pub requests: u64,
+    /// Responses with a 5xx status.
+    pub errors: u64,
+    /// Counts per latency bucket ([`LATENCY_BOUNDS_US`]); trailing empty buckets are omitted.
+    pub latency: Vec<u64>,
+    /// Sum of all latencies in microseconds (for the mean and Prometheus's `_sum`).
+    pub latency_sum_us: u64,
+}
+
+impl VersionTraffic {
+    pub fn record(&mut self, status: u16, latency: Duration) {
+        self.requests += 1;
+        if (500..600).contains(&status) {
+            self.errors += 1;
+        }
+        let b = latency_bucket(latency);
+        if self.latency.len() <= b {
+            self.latency.resize(b + 1, 0);
+        }
+        self.latency[b] += 1;
+        self.latency_sum_us = self
+            .latency_sum_us
+            .saturating_add(latency.as_micros().min(u64::MAX as u128) as u64);
+    }
+
+    pub fn add(&mut self, other: &VersionTraffic) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        if self.latency.len() < other.latency.len() {
+            self.latency.resize(other.latency.len(), 0);
+        }
+        for (a, b) in self.latency.iter_mut().zip(&other.latency) {
+            *a += b;
+        }
+        self.latency_sum_us = self.latency_sum_us.saturating_add(other.latency_sum_us);
+    }
+
+    /// Errors / requests, `None` without requests.
+    pub fn error_rate(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.errors as f64 / self.requests as f64)
+    }
+
+    /// The latency below which a fraction `q` (0–1) of requests fell, interpolated within its
+    /// bucket; `None` without requests. In the open top bucket the answer is its lower bound.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let total: u64 = self.latency.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * total as f64).max(1.0);
+        let mut seen = 0u64;
+        for (i, &n) in self.latency.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            if (seen + n) as f64 >= rank {
+                let lower = if i == 0 { 0 } else { LATENCY_BOUNDS_US[i - 1] };
+                let Some(&upper) = LATENCY_BOUNDS_US.get(i) else {
+                    return Some(Duration::from_micros(lower));
+                };
+                let within = (rank - seen as f64) / n as f64;
+                let us = lower as f64 + within * (upper - lower) as f64;
+                return Some(Duration::from_micros(us.round() as u64));
+            }
+            seen += n;
+        }
+        None
+    }
+}
+
+/// One replica's totals for one policy in one minute: what the stores hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficMinute {
+    pub policy: String,
+    /// Minutes since the Unix epoch (UTC).
+    pub minute: i64,
+    pub replica: String,
+    pub versions: BTreeMap<String, VersionTraffic>,
+}
+
+impl TrafficMinute {
+    /// The store key: unique per (policy, minute, replica), a valid Firestore document id.
+    pub fn key(&self) -> String {
+        format!("{}@{}@{}", self.policy, self.minute, self.replica)
+    }
+}
+
+/// The minute (since the Unix epoch) that `t` falls in.
+pub fn minute_of(t: jiff::Timestamp) -> i64 {
+    t.as_second().div_euclid(60)
+}
+
+/// Sums replicas: per (policy, minute), per version.
+pub fn sum_replicas(
+    docs: impl IntoIterator<Item = TrafficMinute>,
+) -> BTreeMap<(String, i64), BTreeMap<String, VersionTraffic>> {
+    let mut out: BTreeMap<(String, i64), BTreeMap<String, VersionTraffic>> = BTreeMap::new();
+    for doc in docs {
+        let slot = out.entry((doc.policy, doc.minute)).or_default();
+        for (version, t) in doc.versions {
+            slot.entry(version).or_default().add(&t);
+        }
+    }
+    out
+}
+
+/// A replica id for people and document keys: lowercase letters, digits and `-`, at most 60.
+pub fn sanitize_replica(raw: &str) -> String {
+    let s: String = raw
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(60)
+        .collect();
+    if s.is_empty() {
+        "replica".into()
+    } else {
+        s
+    }
+}
+
+#[cfg(feature = "store")]
+pub use recorder::{RecorderStats, TrafficRecorder};
+
+#[cfg(feature = "store")]
+mod recorder {
+    use super::*;
+    use crate::decision::{Decision, Reason};
+    use crate::error::Result;
+    use crate::store::ConfigStore;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// Aggregates outcomes in memory and flushes them to a store. Recording takes a short
+    /// in-memory lock and never waits for the store; a failed flush keeps the data (up to
+    /// `max_pending` policy-minutes) for the next one, and whatever has to be dropped to stay
+    /// within that bound is counted in [`RecorderStats::lost_requests`].
+    pub struct TrafficRecorder {
+        replica: String,
+        max_pending: usize,
+        state: Mutex<State>,
+        lost_requests: AtomicU64,
+        flush_failures: AtomicU64,
+        flushed_writes: AtomicU64,
+        last_error: Mutex<Option<String>>,
+    }
+
+    #[derive(Default)]
+    struct State {
+        minutes: HashMap<(String, i64), Entry>,
+        /// Since start, per (policy, version): for Prometheus counters.
+        totals: BTreeMap<(String, String), VersionTraffic>,
+        /// Decisions handed out, per (policy, version, via).
+        decisions: BTreeMap<(String, String, &'static str), u64>,
+    }
+
+    #[derive(Default)]
+    struct Entry {
+        versions: BTreeMap<String, VersionTraffic>,
+        /// Bumped on every record; the store holds `flushed_generation`.
+        generation: u64,
+        flushed_generation: u64,
+        requests: u64,
+        flushed_requests: u64,
+    }
+
+    /// What `/metrics` and the dashboard show about the recorder.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct RecorderStats {
+        /// Policy-minutes held in memory.
+        pub pending_minutes: usize,
+        /// Policy-minutes with data the store has not acknowledged yet.
+        pub unflushed_minutes: usize,
+        /// Requests recorded but not yet in the store.
+        pub unflushed_requests: u64,
+        /// Requests dropped unflushed to keep memory bounded during a long store outage.
+        pub lost_requests: u64,
+        pub flush_failures: u64,
+        /// Documents written by successful flushes.
+        pub flushed_writes: u64,
+        pub last_error: Option<String>,
+    }
+
+    impl TrafficRecorder {
+        /// Default bound on policy-minutes held in memory (for example 1 000 busy policies
+        /// through a 20-minute store outage).
+        pub const DEFAULT_MAX_PENDING: usize = 20_000;
+
+        pub fn new(replica: &str, max_pending: usize) -> TrafficRecorder {
+            TrafficRecorder {
+                replica: sanitize_replica(replica),
+                max_pending: max_pending.max(1),
+                state: Mutex::new(State::default()),
+                lost_requests: AtomicU64::new(0),
+                flush_failures: AtomicU64::new(0),
+                flushed_writes: AtomicU64::new(0),
+                last_error: Mutex::new(None),
+            }
+        }
+
+        pub fn replica(&self) -> &str {
+            &self.replica
+        }
+
+        /// Records one served request at `minute`. Requests for policies without config are
+        /// not recorded (anyone can send any name; the store must not fill with typos).
+        pub fn record_at(
+            &self,
+            minute: i64,
+            policy: &str,
+            decision: &Decision,
+            status: u16,
+            latency: Duration,
+        ) {
+            if decision.reason == Reason::NoConfig {
+                return;
+            }
+            let version = decision.version.as_str();
+            let mut state = self.state.lock().unwrap();
+            let key = (policy.to_string(), minute);
+            if !state.minutes.contains_key(&key) && state.minutes.len() >= self.max_pending {
+                self.evict_oldest(&mut state);
+            }
+            let entry = state.minutes.entry(key).or_default();
+            entry
+                .versions
+                .entry(version.to_string())
+                .or_default()
+                .record(status, latency);
+            entry.generation += 1;
+            entry.requests += 1;
+            state
+                .totals
+                .entry((policy.to_string(), version.to_string()))
+                .or_default()
+                .record(status, latency);
+            *state
+                .decisions
+                .entry((policy.to_string(), version.to_string(), "layer"))
+                .or_default() += 1;
+        }
+
+        /// Counts a decision handed out without an outcome (the JSON decision API).
+        pub fn decided(&self, policy: &str, decision: &Decision, via: &'static str) {
+            if decision.reason == Reason::NoConfig {
+                return;
+            }
+            let mut state = self.state.lock().unwrap();
+            *state
+                .decisions
+                .entry((
+                    policy.to_string(),
+                    decision.version.as_str().to_string(),
+                    via,
+                ))
+                .or_default() += 1;
+        }
+
+        /// Drops the oldest policy-minute; whatever it held unflushed is lost and counted.
+        fn evict_oldest(&self, state: &mut State) {
+            let oldest = state
+                .minutes
+                .iter()
+                .min_by_key(|((_, m), e)| (e.generation > e.flushed_generation, *m))
+                .map(|(k, _)| k.clone());
+            if let Some(key) = oldest {
+                let e = state.minutes.remove(&key).unwrap();
+                self.lost_requests
+                    .fetch_add(e.requests - e.flushed_requests, Ordering::Relaxed);
+            }
+        }
+
+        /// Writes every policy-minute changed since its last write. On success, closed minutes
+        /// (before `now_minute - 1`) that are fully written are forgotten. Returns how many
+        /// documents were written.
+        pub async fn flush(&self, store: &dyn ConfigStore, now_minute: i64) -> Result<usize> {
+            let batch: Vec<((String, i64), u64, u64, TrafficMinute)> = {
+                let state = self.state.lock().unwrap();
+                state
+                    .minutes
+                    .iter()
+                    .filter(|(_, e)| e.generation > e.flushed_generation)
+                    .map(|((policy, minute), e)| {
+                        (
+                            (policy.clone(), *minute),
+                            e.generation,
+                            e.requests,
+                            TrafficMinute {
+                                policy: policy.clone(),
+                                minute: *minute,
+                                replica: self.replica.clone(),
+                                versions: e.versions.clone(),
+                            },
+                        )
+                    })
+                    .collect()
+            };
+            if !batch.is_empty() {
+                let docs: Vec<TrafficMinute> = batch.iter().map(|b| b.3.clone()).collect();
+                if let Err(e) = store.put_traffic(&docs).await {
+                    self.flush_failures.fetch_add(1, Ordering::Relaxed);
+                    *self.last_error.lock().unwrap() = Some(e.to_string());
+                    return Err(e);
+                }
+                self.flushed_writes
+                    .fetch_add(docs.len() as u64, Ordering::Relaxed);
+                *self.last_error.lock().unwrap() = None;
+            }
+            let mut state = self.state.lock().unwrap();
+            for (key, generation, requests, _) in &batch {
+                if let Some(e) = state.minutes.get_mut(key) {
+                    // Records that arrived during the write keep the entry dirty.
+                    e.flushed_generation = e.flushed_generation.max(*generation);
+                    e.flushed_requests = e.flushed_requests.max(*requests);
+                }
+            }
+            state
+                .minutes
+                .retain(|(_, m), e| *m >= now_minute - 1 || e.generation > e.flushed_generation);
+            Ok(batch.len())
+        }
+
+        /// Flushes every `interval` until the recorder is dropped elsewhere; every `prune_every`
+        /// flushes, deletes stored minutes older than `retention`.
+        pub fn spawn_flusher(
+            self: &Arc<Self>,
+            store: Arc<dyn ConfigStore>,
+            interval: Duration,
+            retention: Duration,
+        ) -> tokio::task::JoinHandle<()> {
+            let weak = Arc::downgrade(self);
+            tokio::spawn(async move {
+                let mut ticks: u64 = 0;
+                loop {
+                    tokio::time::sleep(interval).await;
+                    let Some(recorder) = weak.upgrade() else {
+                        return;
+                    };
+                    let now = minute_of(jiff::Timestamp::now());
+                    if let Err(e) = recorder.flush(&*store, now).await {
+                        tracing::warn!(error = %e, "traffic flush failed; counts are kept for the next flush");
+                    }
+                    if ticks % 120 == 0 {
+                        let keep = (retention.as_secs() / 60) as i64;
+                        if let Err(e) = store.prune_traffic(now - keep).await {
+                            tracing::warn!(error = %e, "pruning old traffic failed");
+                        }
+                    }
+                    ticks += 1;
+                }
+            })
+        }
+
+        pub fn stats(&self) -> RecorderStats {
+            let state = self.state.lock().unwrap();
+            let dirty = state
+                .minutes
+                .values()
+                .filter(|e| e.generation > e.flushed_generation);
+            let (unflushed_minutes, unflushed_requests) = dirty.fold((0, 0), |(n, r), e| {
+                (n + 1, r + e.requests - e.flushed_requests)
+            });
+            RecorderStats {
+                pending_minutes: state.minutes.len(),
+                unflushed_minutes,
+                unflushed_requests,
+                lost_requests: self.lost_requests.load(Ordering::Relaxed),
+                flush_failures: self.flush_failures.load(Ordering::Relaxed),
+                flushed_writes: self.flushed_writes.load(Ordering::Relaxed),
+                last_error: self.last_error.lock().unwrap().clone(),
+            }
+        }
+
+        /// Traffic since start per (policy, version).
+        pub fn totals(&self) -> BTreeMap<(String, String), VersionTraffic> {
+            self.state.lock().unwrap().totals.clone()
+        }
+
+        /// Decisions since start per (policy, version, via: `layer` or `api`).
+        pub fn decisions(&self) -> BTreeMap<(String, String, &'static str), u64> {
+            self.state.lock().unwrap().decisions.clone()
+        }
+    }
+
+    #[cfg(feature = "layer")]
+    impl crate::layer::Recorder for TrafficRecorder {
+        fn record(&self, policy: &str, decision: &Decision, status: u16, latency: Duration) {
+            self.record_at(
+                minute_of(jiff::Timestamp::now()),
+                policy,
+                decision,
+                status,
+                latency,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_increasing_and_bucketing_is_inclusive() {
+        let b = &*LATENCY_BOUNDS_US;
+        assert_eq!(b[0], 50);
+        assert_eq!(b[2], 100);
+        assert!(b.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(latency_bucket(Duration::from_micros(50)), 0);
+        assert_eq!(latency_bucket(Duration::from_micros(51)), 1);
+        assert_eq!(latency_bucket(Duration::from_secs(3600)), b.len());
+    }
+
+    #[test]
+    fn quantiles_stay_within_a_bucket_of_the_truth() {
+        let mut t = VersionTraffic::default();
+        // 1..=1000 ms, uniformly: p50 = 500 ms, p95 = 950 ms, p99 = 990 ms.
+        for ms in 1..=1000u64 {
+            t.record(200, Duration::from_millis(ms));
+        }
+        for (q, truth) in [(0.5, 500.0), (0.95, 950.0), (0.99, 990.0)] {
+            let got = t.quantile(q).unwrap().as_secs_f64() * 1000.0;
+            assert!(
+                (got / truth - 1.0).abs() < 0.19,
+                "q{q}: {got} ms vs {truth} ms"
+            );
+        }
+        assert_eq!(VersionTraffic::default().quantile(0.5), None);
+    }
+
+    #[test]
+    fn errors_are_5xx_only_and_sums_add_up() {
+        let mut a = VersionTraffic::default();
+        for s in [200, 404, 499, 500, 503, 599, 600] {
+            a.record(s, Duration::from_millis(1));
+        }
+        assert_eq!((a.requests, a.errors), (7, 3));
+        let mut b = VersionTraffic::default();
+        b.record(502, Duration::from_secs(100));
+        let mut sum = a.clone();
+        sum.add(&b);
+        assert_eq!((sum.requests, sum.errors), (8, 4));
+        assert_eq!(sum.latency.iter().sum::<u64>(), 8);
+        assert_eq!(sum.latency_sum_us, 7_000 + 100_000_000);
+    }
+
+    #[test]
+    fn replicas_are_summed() {
+        let doc = |replica: &str, n: u64| TrafficMinute {
+            policy: "p".into(),
+            minute: 7,
+            replica: replica.into(),
+            versions: [(
+                "v1".to_string(),
+                VersionTraffic {
+                    requests: n,
+                    ..Default::default()
+                },
+            )]
+            .into(),
+        };
+        let sum = sum_replicas([doc("a", 3), doc("b", 4)]);
+        assert_eq!(sum[&("p".to_string(), 7)]["v1"].requests, 7);
+        assert_eq!(sanitize_replica("Web_1.local"), "web-1-local");
+    }
+}
