@@ -379,7 +379,7 @@ mod recorder {
                     if let Err(e) = recorder.flush(&*store, now).await {
                         tracing::warn!(error = %e, "traffic flush failed; counts are kept for the next flush");
                     }
-                    if ticks % 120 == 0 {
+                    if ticks.is_multiple_of(120) {
                         let keep = (retention.as_secs() / 60) as i64;
                         if let Err(e) = store.prune_traffic(now - keep).await {
                             tracing::warn!(error = %e, "pruning old traffic failed");
