@@ -1,7 +1,9 @@
 //! What the server shares with every page and server function (server only).
 
 use splitter::snapshot::Splitter;
+use splitter::store::instrumented::StoreMetrics;
 use splitter::store::ConfigStore;
+use splitter::traffic::TrafficRecorder;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +16,10 @@ pub struct AppState {
     pub store_label: String,
     /// Files uploaded to the simulator without JavaScript.
     pub uploads: Arc<Uploads>,
+    /// This replica's traffic, flushed to the store every few seconds.
+    pub recorder: Arc<TrafficRecorder>,
+    /// Calls, failures and time of every store operation (for `/metrics`).
+    pub store_metrics: Arc<StoreMetrics>,
 }
 
 /// The last few simulator uploads, in memory, so that a JS-free upload can redirect to a

@@ -29,7 +29,7 @@ async fn router_with(n: usize, dir: &std::path::Path) -> axum::Router {
         };
         store.execute(&change).await.unwrap();
     }
-    let state = server::app_state(store as Arc<dyn ConfigStore>)
+    let state = server::app_state(store as Arc<dyn ConfigStore>, Default::default())
         .await
         .unwrap();
     let leptos = leptos::config::LeptosOptions::builder()

@@ -53,7 +53,193 @@ pub fn routes() -> Router<crate::ServerState> {
             "/policies/{name}/overrides/{tenant}",
             put(pin).delete(unpin),
         )
+        .route("/policies/{name}/decision", get(decision))
+        .route("/policies/{name}/decisions", post(decisions))
+        .route("/policies/{name}/outcomes", post(outcomes))
         .route("/changes", get(changes))
+}
+
+/// Most tenants (or outcomes) one batch call takes.
+pub const MAX_BATCH: usize = 10_000;
+
+/// The policy as the routing snapshot holds it (what the layer would use), or 404.
+fn routed_policy(state: &AppState, name: &str) -> Result<std::sync::Arc<PolicyConfig>, ApiError> {
+    let name = PolicyName::new(name)?;
+    state
+        .splitter
+        .policy(name.as_str())
+        .ok_or_else(|| ApiError::Splitter(splitter::Error::NotFound(name.to_string())))
+}
+
+fn decision_json(config: &PolicyConfig, tenant: &str, d: &splitter::Decision) -> serde_json::Value {
+    json!({
+        "policy": config.policy_name,
+        "tenant": tenant,
+        "version": d.version,
+        "canary": d.is_canary,
+        "reason": d.reason,
+        "revision": config.revision,
+    })
+}
+
+fn tenant_field(raw: Option<&str>) -> Result<&str, ApiError> {
+    match raw {
+        None | Some("") => Err(ApiError::Splitter(splitter::Error::Invalid {
+            field: "tenant",
+            message: "is missing: pass ?tenant=<tenant id>".into(),
+        })),
+        Some(t) => {
+            TenantId::new(t)?;
+            Ok(t)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct DecisionQuery {
+    tenant: Option<String>,
+}
+
+/// One decision from the routing snapshot, as the layer would make it. Counted as a decision
+/// (`/metrics`), not as traffic: nothing was served yet. Report what was served through
+/// `POST …/outcomes` to see it in the charts.
+async fn decision(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<DecisionQuery>,
+) -> Result<Response, ApiError> {
+    let config = routed_policy(&state, &name)?;
+    let tenant = tenant_field(q.tenant.as_deref())?;
+    let d = state
+        .splitter
+        .select_version(config.policy_name.as_str(), Some(tenant));
+    state
+        .recorder
+        .decided(config.policy_name.as_str(), &d, "api");
+    let mut r = Json(decision_json(&config, tenant, &d)).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        splitter::layer::CANARY_HEADER,
+        HeaderValue::from_static(if d.is_canary { "true" } else { "false" }),
+    );
+    if d.is_canary {
+        if let Ok(v) = HeaderValue::from_str(d.version.as_str()) {
+            h.insert(splitter::layer::CANARY_VERSION_HEADER, v);
+        }
+    }
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionsBody {
+    tenants: Vec<String>,
+}
+
+/// Decisions for up to [`MAX_BATCH`] tenants at once, in the order given, from one snapshot.
+async fn decisions(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    b: Result<Json<DecisionsBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let config = routed_policy(&state, &name)?;
+    let b = body(b)?;
+    if b.tenants.len() > MAX_BATCH {
+        return Err(ApiError::BadBody(format!(
+            "tenants: {} given; at most {MAX_BATCH} per call",
+            b.tenants.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(b.tenants.len());
+    for (i, t) in b.tenants.iter().enumerate() {
+        if let Err(e) = TenantId::new(t) {
+            return Err(ApiError::BadBody(format!("tenants[{i}]: {e}")));
+        }
+        let d = splitter::decide(Some(&config), Some(t));
+        state
+            .recorder
+            .decided(config.policy_name.as_str(), &d, "api");
+        out.push(decision_json(&config, t, &d));
+    }
+    Ok(
+        Json(
+            json!({ "policy": config.policy_name, "revision": config.revision, "decisions": out }),
+        )
+        .into_response(),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Outcome {
+    version: String,
+    status: u16,
+    latency_ms: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutcomesBody {
+    outcomes: Vec<Outcome>,
+}
+
+/// What a service outside Rust served after asking for a decision: recorded as traffic exactly
+/// like the layer's outcomes. Every outcome is checked before any is recorded.
+async fn outcomes(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    b: Result<Json<OutcomesBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let config = routed_policy(&state, &name)?;
+    let b = body(b)?;
+    if b.outcomes.len() > MAX_BATCH {
+        return Err(ApiError::BadBody(format!(
+            "outcomes: {} given; at most {MAX_BATCH} per call",
+            b.outcomes.len()
+        )));
+    }
+    let known = |v: &str| {
+        config.stable_version.as_str() == v
+            || config
+                .canary_version
+                .as_ref()
+                .is_some_and(|c| c.as_str() == v)
+    };
+    for (i, o) in b.outcomes.iter().enumerate() {
+        if !known(&o.version) {
+            return Err(ApiError::BadBody(format!(
+                "outcomes[{i}].version: '{}' is neither the stable ({}) nor the canary ({}) version of '{}'",
+                o.version.escape_debug(),
+                config.stable_version,
+                config.canary_version.as_ref().map_or("none", |c| c.as_str()),
+                config.policy_name
+            )));
+        }
+        if !(100..=599).contains(&o.status) {
+            return Err(ApiError::BadBody(format!(
+                "outcomes[{i}].status: {} is not an HTTP status (100–599)",
+                o.status
+            )));
+        }
+        if !(o.latency_ms.is_finite() && (0.0..=3_600_000.0).contains(&o.latency_ms)) {
+            return Err(ApiError::BadBody(format!(
+                "outcomes[{i}].latency_ms: {} must be between 0 and 3600000",
+                o.latency_ms
+            )));
+        }
+    }
+    let minute = splitter::traffic::minute_of(jiff::Timestamp::now());
+    for o in &b.outcomes {
+        state.recorder.record_outcome(
+            minute,
+            config.policy_name.as_str(),
+            &o.version,
+            o.status,
+            std::time::Duration::from_secs_f64(o.latency_ms / 1000.0),
+            "api",
+        );
+    }
+    Ok(Json(json!({ "recorded": b.outcomes.len() })).into_response())
 }
 
 /// Server-sent events: one `message` whenever the store changed (its data is a counter).

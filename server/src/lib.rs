@@ -2,8 +2,11 @@
 //! that let every page work without JavaScript.
 
 pub mod api;
+pub mod demo;
 pub mod error;
 pub mod forms;
+pub mod loadgen;
+pub mod metrics;
 pub mod seed;
 
 use app::state::AppState;
@@ -13,7 +16,9 @@ use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use splitter::snapshot::Splitter;
+use splitter::store::instrumented::Instrumented;
 use splitter::store::ConfigStore;
+use splitter::traffic::TrafficRecorder;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,14 +41,51 @@ impl FromRef<ServerState> for AppState {
     }
 }
 
-/// Builds the app state over `store`: the snapshot follows it for routing decisions.
-pub async fn app_state(store: Arc<dyn ConfigStore>) -> Result<AppState, splitter::Error> {
+/// How this replica records traffic.
+#[derive(Debug, Clone)]
+pub struct TrafficSettings {
+    /// Names this replica's traffic documents (one per policy and minute).
+    pub replica: String,
+    /// How often recorded traffic is written to the store.
+    pub flush_every: Duration,
+    /// Stored traffic older than this is deleted.
+    pub retention: Duration,
+}
+
+impl Default for TrafficSettings {
+    fn default() -> Self {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .unwrap_or_else(|| "host".into());
+        TrafficSettings {
+            replica: format!("{}-{}", host.trim(), std::process::id()),
+            flush_every: Duration::from_secs(5),
+            retention: Duration::from_secs(25 * 3600),
+        }
+    }
+}
+
+/// Builds the app state over `store`: the snapshot follows it for routing decisions, the
+/// recorder flushes this replica's traffic to it.
+pub async fn app_state(
+    store: Arc<dyn ConfigStore>,
+    traffic: TrafficSettings,
+) -> Result<AppState, splitter::Error> {
+    let (store, store_metrics) = Instrumented::wrap(store);
     let splitter = Splitter::follow(store.clone(), Duration::from_secs(30)).await?;
+    let recorder = Arc::new(TrafficRecorder::new(
+        &traffic.replica,
+        TrafficRecorder::DEFAULT_MAX_PENDING,
+    ));
+    recorder.spawn_flusher(store.clone(), traffic.flush_every, traffic.retention);
     Ok(AppState {
         store_label: store.describe(),
         store,
         splitter,
         uploads: Default::default(),
+        recorder,
+        store_metrics,
     })
 }
 
@@ -61,6 +103,8 @@ pub fn router(leptos: LeptosOptions, app: AppState) -> Router {
     };
     Router::new()
         .route("/healthz", get(api::healthz))
+        .route("/metrics", get(metrics::metrics))
+        .merge(demo::routes(&state.app))
         .nest("/api/v1", api::routes())
         .route("/policies", post(forms::create))
         .route("/policies/{name}/actions/{action}", post(forms::change))

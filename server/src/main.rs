@@ -1,5 +1,6 @@
 //! `apx-canary`: the dashboard server. Embedded store by default; Firestore with
-//! `--firestore-project` (honours `FIRESTORE_EMULATOR_HOST`).
+//! `--firestore-project` (honours `FIRESTORE_EMULATOR_HOST`). `apx-canary loadgen` sends
+//! traffic to a running server on this machine.
 
 use clap::Parser;
 use leptos::config::LeptosOptions;
@@ -10,7 +11,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(about = "APX Canary dashboard")]
+#[command(about = "APX Canary dashboard", args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: Args,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Send realistic traffic (Zipf tenants, failing canary) to a running server on 127.0.0.1.
+    Loadgen(server::loadgen::LoadArgs),
+}
+
+#[derive(clap::Args)]
 struct Args {
     /// Where to listen.
     #[arg(long, env = "APX_ADDR", default_value = "127.0.0.1:3000")]
@@ -24,6 +39,12 @@ struct Args {
     /// Do not create demo policies in an empty embedded store.
     #[arg(long)]
     no_demo: bool,
+    /// Seconds between writes of recorded traffic to the store.
+    #[arg(long, env = "APX_TRAFFIC_FLUSH_SECS", default_value_t = 5.0)]
+    traffic_flush_secs: f64,
+    /// Names this replica in stored traffic (default: host name and process id).
+    #[arg(long, env = "APX_REPLICA")]
+    replica: Option<String>,
 }
 
 #[tokio::main]
@@ -33,7 +54,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let args = Args::parse();
+    let cli = Cli::parse();
+    if let Some(Command::Loadgen(load)) = cli.command {
+        let report = server::loadgen::run(&load).await?;
+        print!("{report}");
+        if report.responses() == 0 {
+            return Err(
+                format!("no responses from {}: is the server running?", load.target).into(),
+            );
+        }
+        return Ok(());
+    }
+    let args = cli.serve;
+    if !(0.1..=300.0).contains(&args.traffic_flush_secs) {
+        return Err(format!(
+            "--traffic-flush-secs: {} is outside 0.1–300",
+            args.traffic_flush_secs
+        )
+        .into());
+    }
+    let mut traffic = server::TrafficSettings {
+        flush_every: Duration::from_secs_f64(args.traffic_flush_secs),
+        ..Default::default()
+    };
+    if let Some(r) = &args.replica {
+        traffic.replica = r.clone();
+    }
     let store: Arc<dyn ConfigStore> = match &args.firestore_project {
         Some(project) => FirestoreStore::connect(project, Duration::from_secs(10)).await?,
         None => {
@@ -58,7 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .build(),
     };
     leptos.site_addr = args.addr;
-    let state = server::app_state(store).await?;
+    let state = server::app_state(store, traffic).await?;
     tracing::info!(store = %state.store_label, "listening on http://{}", args.addr);
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     axum::serve(listener, server::router(leptos, state)).await?;

@@ -15,7 +15,7 @@ use tower::ServiceExt;
 
 async fn router(store: Arc<dyn ConfigStore>) -> Router {
     server::seed::seed_if_empty(&*store).await.unwrap();
-    let state = server::app_state(store).await.unwrap();
+    let state = server::app_state(store, Default::default()).await.unwrap();
     let leptos = leptos::config::LeptosOptions::builder()
         .output_name("apx-canary")
         .build();

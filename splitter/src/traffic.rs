@@ -254,7 +254,27 @@ mod recorder {
             if decision.reason == Reason::NoConfig {
                 return;
             }
-            let version = decision.version.as_str();
+            self.record_outcome(
+                minute,
+                policy,
+                decision.version.as_str(),
+                status,
+                latency,
+                "layer",
+            );
+        }
+
+        /// Records one served request of `version` (the caller checked that the policy exists
+        /// and the version is one of its own). `via` says who decided: `layer` or `api`.
+        pub fn record_outcome(
+            &self,
+            minute: i64,
+            policy: &str,
+            version: &str,
+            status: u16,
+            latency: Duration,
+            via: &'static str,
+        ) {
             let mut state = self.state.lock().unwrap();
             let key = (policy.to_string(), minute);
             if !state.minutes.contains_key(&key) && state.minutes.len() >= self.max_pending {
@@ -273,10 +293,12 @@ mod recorder {
                 .entry((policy.to_string(), version.to_string()))
                 .or_default()
                 .record(status, latency);
-            *state
-                .decisions
-                .entry((policy.to_string(), version.to_string(), "layer"))
-                .or_default() += 1;
+            if via == "layer" {
+                *state
+                    .decisions
+                    .entry((policy.to_string(), version.to_string(), via))
+                    .or_default() += 1;
+            }
         }
 
         /// Counts a decision handed out without an outcome (the JSON decision API).

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 pub mod embedded;
 #[cfg(feature = "firestore")]
 pub mod firestore;
+pub mod instrumented;
 
 /// A store of policy configs and their audit trail.
 ///

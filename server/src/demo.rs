@@ -1,0 +1,90 @@
+//! A demo service behind the routing layer, so that the load generator (and anyone trying the
+//! dashboard) can send traffic that shows up per version: `ANY /demo/{policy}[/…]` with
+//! `X-Tenant-ID`. Query parameters make canary misbehave on purpose:
+//! `canary_error_rate` (0–1, share of canary requests answered 503), `latency_ms` and
+//! `canary_latency_ms` (mean handler time, jittered ±50 %).
+
+use crate::ServerState;
+use app::state::AppState;
+use axum::extract::{Extension, Query};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use splitter::layer::{CanaryLayer, PolicySource};
+use splitter::Decision;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub fn routes(app: &AppState) -> Router<ServerState> {
+    let layer = CanaryLayer::new(Some(app.splitter.clone()), PolicySource::PathSegment(1))
+        .recorder(app.recorder.clone());
+    Router::new()
+        .route("/demo/{policy}", any(serve))
+        .route("/demo/{policy}/{*rest}", any(serve))
+        .layer(layer)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoQuery {
+    canary_error_rate: Option<f64>,
+    latency_ms: Option<u64>,
+    canary_latency_ms: Option<u64>,
+}
+
+/// A uniform number in [0, 1) that differs per request (splitmix64 over a counter).
+fn next_uniform() -> f64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut z = COUNTER
+        .fetch_add(1, Ordering::Relaxed)
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+async fn serve(
+    decision: Option<Extension<Decision>>,
+    query: Result<Query<DemoQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "error": e.body_text() })),
+            )
+                .into_response()
+        }
+    };
+    let rate = q.canary_error_rate.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&rate) {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": format!("canary_error_rate: {rate} must be between 0 and 1") })),
+        )
+            .into_response();
+    }
+    let Some(Extension(d)) = decision else {
+        return Json(json!({ "routed": false })).into_response();
+    };
+    let mean = if d.is_canary {
+        q.canary_latency_ms.or(q.latency_ms)
+    } else {
+        q.latency_ms
+    };
+    if let Some(ms) = mean.filter(|&ms| ms > 0) {
+        let ms = ms.min(5_000) as f64 * (0.5 + next_uniform());
+        tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
+    }
+    let body =
+        json!({ "routed": true, "version": d.version, "canary": d.is_canary, "reason": d.reason });
+    if d.is_canary && next_uniform() < rate {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    Json(body).into_response()
+}
