@@ -2,6 +2,7 @@
 //! The APX Canary dashboard: pages (`routes/`), reusable pieces (`components/`), plain data and
 //! its formatting (`model`), and the server functions that read the store (`server_fns`).
 
+pub mod charts;
 pub mod components;
 pub mod live;
 pub mod model;
@@ -9,6 +10,7 @@ pub mod routes;
 pub mod server_fns;
 #[cfg(feature = "ssr")]
 pub mod state;
+pub mod traffic;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};

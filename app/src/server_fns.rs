@@ -54,3 +54,48 @@ pub async fn store_label() -> Result<String, ServerFnError> {
         .store_label
         .clone())
 }
+
+/// The policy's recorded traffic over `window` (`15m`, `1h`, `24h`): numbers and charts,
+/// rendered here so they read without JavaScript. `None` if the policy does not exist.
+#[server]
+pub async fn policy_traffic(
+    name: String,
+    window: String,
+) -> Result<Option<crate::traffic::TrafficPage>, ServerFnError> {
+    use crate::traffic::{build, TrafficInput, Window};
+    let state = expect_context::<crate::state::AppState>();
+    let window = Window::parse(&window)
+        .ok_or_else(|| ServerFnError::new(format!("window '{window}': choose 15m, 1h or 24h")))?;
+    let Ok(name) = splitter::PolicyName::new(&name) else {
+        return Ok(None);
+    };
+    let err = |e: splitter::Error| ServerFnError::new(e.to_string());
+    let Some(config) = state.store.get(&name).await.map_err(err)? else {
+        return Ok(None);
+    };
+    let now = jiff::Timestamp::now();
+    let to = splitter::traffic::minute_of(now);
+    let from = to - window.minutes() + 1;
+    let docs = state
+        .store
+        .traffic(Some(&name), from, to)
+        .await
+        .map_err(err)?;
+    let minutes = splitter::traffic::sum_replicas(docs)
+        .into_iter()
+        .map(|((_, m), v)| (m, v))
+        .collect();
+    let events = state.store.events(&name, 500).await.map_err(err)?;
+    let mut page = build(&TrafficInput {
+        config: &config,
+        events: &events,
+        minutes: &minutes,
+        window,
+        now,
+    });
+    let stats = state.recorder.stats();
+    page.unflushed_requests = stats.unflushed_requests;
+    page.lost_requests = stats.lost_requests;
+    page.recorder_error = stats.last_error;
+    Ok(Some(page))
+}

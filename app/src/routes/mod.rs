@@ -4,3 +4,4 @@ pub mod new_policy;
 pub mod overview;
 pub mod policy;
 pub mod simulate;
+pub mod traffic;

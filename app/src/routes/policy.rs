@@ -89,6 +89,7 @@ fn policy_view(p: crate::model::PolicyPage) -> impl IntoView {
             <dt>"Last change"</dt><dd title=when(c.updated_at)>{format!("{} by {}", ago(c.updated_at, now), c.updated_by)}</dd>
         </dl>
         <p><a class="button secondary" href=format!("/policies/{}/simulate", c.policy_name)>"Simulate a share change"</a></p>
+        <crate::routes::traffic::Traffic name=c.policy_name.to_string()/>
 
         <section class="controls">
             <h2>"Change the rollout"</h2>

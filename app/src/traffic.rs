@@ -1,0 +1,500 @@
+//! What the policy page shows about recorded traffic: per-version rates, error rates and the
+//! observed canary share against the configured one, as charts (SVG) and as numbers. Built on
+//! the server from the stored minutes (summed over replicas) and the audit trail.
+
+use crate::charts::{self, Role, Series, TimeChart};
+use serde::{Deserialize, Serialize};
+use splitter::traffic::VersionTraffic;
+use splitter::{AuditEvent, PolicyConfig};
+use std::collections::BTreeMap;
+
+/// The window selector's choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Window {
+    M15,
+    H1,
+    H24,
+}
+
+impl Window {
+    pub const ALL: [Window; 3] = [Window::M15, Window::H1, Window::H24];
+
+    pub fn parse(s: &str) -> Option<Window> {
+        match s {
+            "" | "15m" => Some(Window::M15),
+            "1h" => Some(Window::H1),
+            "24h" => Some(Window::H24),
+            _ => None,
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Window::M15 => "15m",
+            Window::H1 => "1h",
+            Window::H24 => "24h",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Window::M15 => "15 min",
+            Window::H1 => "1 hour",
+            Window::H24 => "24 hours",
+        }
+    }
+
+    pub fn minutes(self) -> i64 {
+        match self {
+            Window::M15 => 15,
+            Window::H1 => 60,
+            Window::H24 => 24 * 60,
+        }
+    }
+}
+
+/// One chart: its SVG and a text alternative that states what it shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chart {
+    pub id: String,
+    pub title: String,
+    pub svg: String,
+    pub alt: String,
+}
+
+/// One version's totals over the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionRow {
+    pub version: String,
+    /// `stable`, `canary` or `earlier` (neither now).
+    pub role: String,
+    pub requests: u64,
+    pub rps: f64,
+    pub errors: u64,
+    pub error_rate: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrafficPage {
+    pub window: Window,
+    pub from_minute: i64,
+    pub to_minute: i64,
+    pub requests: u64,
+    /// Canary requests / all requests over the window (`None` without requests).
+    pub observed_share: Option<f64>,
+    pub configured_share: f64,
+    pub versions: Vec<VersionRow>,
+    pub charts: Vec<Chart>,
+    /// The recorder of the replica that served this page: not yet written, and lost.
+    pub unflushed_requests: u64,
+    pub lost_requests: u64,
+    pub recorder_error: Option<String>,
+}
+
+/// The effective canary share of a config (0 without a canary version).
+fn share_of(c: Option<&PolicyConfig>) -> f64 {
+    match c {
+        Some(c) if c.canary_version.is_some() => c.canary_basis_points.fraction(),
+        _ => 0.0,
+    }
+}
+
+/// The config in force at the end of `minute`, from the audit trail (newest first); `None`
+/// when the trail does not reach back that far (the caller uses the current config).
+fn config_at(events: &[AuditEvent], minute: i64) -> Option<Option<&PolicyConfig>> {
+    let end = (minute + 1) * 60;
+    events
+        .iter()
+        .find(|e| e.time.as_second() < end)
+        .map(|e| e.after.as_ref())
+        .or_else(|| events.last().map(|e| e.before.as_ref()))
+}
+
+fn marker_label(e: &AuditEvent) -> String {
+    match (e.action.as_str(), e.after.as_ref()) {
+        ("set_share", Some(a)) => format!("share {}", a.canary_basis_points),
+        (action, _) => action.replace('_', " "),
+    }
+}
+
+pub struct TrafficInput<'a> {
+    pub config: &'a PolicyConfig,
+    /// Newest first (as the stores return them).
+    pub events: &'a [AuditEvent],
+    /// Per minute, per version, summed over replicas.
+    pub minutes: &'a BTreeMap<i64, BTreeMap<String, VersionTraffic>>,
+    pub window: Window,
+    pub now: jiff::Timestamp,
+}
+
+/// Builds the numbers and the charts.
+pub fn build(input: &TrafficInput<'_>) -> TrafficPage {
+    let config = input.config;
+    let now_minute = splitter::traffic::minute_of(input.now);
+    let from = now_minute - input.window.minutes() + 1;
+    let seconds_into_minute = (input.now.as_second() - now_minute * 60).max(1) as f64;
+    // Seconds a minute's counts cover: the current minute is still filling.
+    let span = |m: i64| {
+        if m == now_minute {
+            seconds_into_minute
+        } else {
+            60.0
+        }
+    };
+
+    let stable = config.stable_version.as_str();
+    let canary = config.canary_version.as_ref().map(|v| v.as_str());
+    let role_of = |v: &str| {
+        if v == stable {
+            "stable"
+        } else if Some(v) == canary {
+            "canary"
+        } else {
+            "earlier"
+        }
+    };
+
+    // Totals per version over the window.
+    let mut totals: BTreeMap<String, VersionTraffic> = BTreeMap::new();
+    for (_, versions) in input.minutes.range(from..=now_minute) {
+        for (v, t) in versions {
+            totals.entry(v.clone()).or_default().add(t);
+        }
+    }
+    let window_secs = (input.window.minutes() - 1) as f64 * 60.0 + seconds_into_minute;
+    let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+    let mut versions: Vec<VersionRow> = totals
+        .iter()
+        .map(|(v, t)| VersionRow {
+            version: v.clone(),
+            role: role_of(v).to_string(),
+            requests: t.requests,
+            rps: t.requests as f64 / window_secs,
+            errors: t.errors,
+            error_rate: t.error_rate(),
+            p50_ms: ms(t.quantile(0.50)),
+            p95_ms: ms(t.quantile(0.95)),
+            p99_ms: ms(t.quantile(0.99)),
+        })
+        .collect();
+    let rank = |r: &str| match r {
+        "stable" => 0,
+        "canary" => 1,
+        _ => 2,
+    };
+    versions.sort_by(|a, b| (rank(&a.role), &a.version).cmp(&(rank(&b.role), &b.version)));
+
+    // Canary requests per minute: the canary of the config in force in that minute.
+    let mut canary_requests = 0u64;
+    let mut all_requests = 0u64;
+    let mut observed_points = Vec::new();
+    let mut configured_points = Vec::new();
+    for m in from..=now_minute {
+        let in_force = config_at(input.events, m).unwrap_or(Some(config));
+        configured_points.push((m, share_of(in_force)));
+        let Some(versions) = input.minutes.get(&m) else {
+            continue;
+        };
+        let total: u64 = versions.values().map(|t| t.requests).sum();
+        let on_canary: u64 = match in_force.and_then(|c| c.canary_version.as_ref()) {
+            Some(cv) => versions.get(cv.as_str()).map_or(0, |t| t.requests),
+            None => 0,
+        };
+        if total > 0 {
+            observed_points.push((m, on_canary as f64 / total as f64));
+        }
+        canary_requests += on_canary;
+        all_requests += total;
+    }
+
+    let mut others = 0;
+    let series_role = |v: &str, others: &mut usize| match role_of(v) {
+        "stable" => Role::Stable,
+        "canary" => Role::Canary,
+        _ => {
+            *others += 1;
+            Role::Other(*others - 1)
+        }
+    };
+    let label = |v: &str| format!("{v} ({})", role_of(v));
+    let markers: Vec<(i64, String)> = input
+        .events
+        .iter()
+        .filter(|e| e.time.as_second().div_euclid(60) >= from)
+        .map(|e| (e.time.as_second().div_euclid(60), marker_label(e)))
+        .collect();
+
+    let version_names: Vec<&String> = totals.keys().collect();
+    let mut rate_series = Vec::new();
+    let mut error_series = Vec::new();
+    for v in &version_names {
+        let role = series_role(v, &mut others);
+        let mut rates = Vec::new();
+        let mut errors = Vec::new();
+        for (m, vs) in input.minutes.range(from..=now_minute) {
+            if let Some(t) = vs.get(v.as_str()) {
+                rates.push((*m, t.requests as f64 / span(*m)));
+                if let Some(r) = t.error_rate() {
+                    errors.push((*m, r));
+                }
+            }
+        }
+        rate_series.push(Series {
+            label: label(v),
+            role,
+            points: rates,
+        });
+        error_series.push(Series {
+            label: label(v),
+            role,
+            points: errors,
+        });
+    }
+
+    let window_text = input.window.label();
+    let fmt_pct = |x: f64| format!("{:.2}%", x * 100.0);
+    let rate_alt = if versions.is_empty() {
+        format!("No requests recorded in the last {window_text}.")
+    } else {
+        versions
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} ({}): {} requests, {:.2} per second on average",
+                    r.version, r.role, r.requests, r.rps
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let error_alt = if versions.is_empty() {
+        format!("No requests recorded in the last {window_text}.")
+    } else {
+        versions
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} ({}): {} of {} requests failed with 5xx ({})",
+                    r.version,
+                    r.role,
+                    r.errors,
+                    r.requests,
+                    r.error_rate.map_or("—".into(), fmt_pct)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let observed_share = (all_requests > 0).then(|| canary_requests as f64 / all_requests as f64);
+    let configured_share = share_of(Some(config));
+    let share_alt = format!(
+        "Observed canary share {} of {} requests against {} configured now; {} config change(s) in the window.",
+        observed_share.map_or("—".into(), fmt_pct),
+        all_requests,
+        fmt_pct(configured_share),
+        markers.len()
+    );
+
+    let chart = |id: &str, title: String, y: &str, series: Vec<Series>, top: f64, percent| {
+        let svg = charts::time_chart(&TimeChart {
+            title: title.clone(),
+            y_label: y.into(),
+            from,
+            to: now_minute,
+            y_min_top: top,
+            series,
+            markers: markers.clone(),
+            percent,
+        });
+        (id.to_string(), title, svg)
+    };
+    let mut share_series = vec![Series {
+        label: "configured".into(),
+        role: Role::Configured,
+        points: configured_points,
+    }];
+    share_series.push(Series {
+        label: "observed (canary / all requests)".into(),
+        role: Role::Canary,
+        points: observed_points,
+    });
+    let charts = [
+        (
+            chart(
+                "rps",
+                format!("Requests per second by version, last {window_text}"),
+                "requests/s",
+                rate_series,
+                1.0,
+                false,
+            ),
+            rate_alt,
+        ),
+        (
+            chart(
+                "errors",
+                format!("Error rate (5xx) by version, last {window_text}"),
+                "5xx share",
+                error_series,
+                0.05,
+                true,
+            ),
+            error_alt,
+        ),
+        (
+            chart(
+                "share",
+                format!("Canary share: observed vs configured, last {window_text}"),
+                "canary share",
+                share_series,
+                0.1,
+                true,
+            ),
+            share_alt,
+        ),
+    ]
+    .into_iter()
+    .map(|((id, title, svg), alt)| Chart {
+        id,
+        title,
+        svg,
+        alt,
+    })
+    .collect();
+
+    TrafficPage {
+        window: input.window,
+        from_minute: from,
+        to_minute: now_minute,
+        requests: all_requests,
+        observed_share,
+        configured_share,
+        versions,
+        charts,
+        unflushed_requests: 0,
+        lost_requests: 0,
+        recorder_error: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use splitter::{Actor, BasisPoints, PolicyName, Version};
+    use std::time::Duration;
+
+    fn config(bp: u32) -> PolicyConfig {
+        let mut c = PolicyConfig::new(
+            PolicyName::new("pay").unwrap(),
+            Version::new("v1").unwrap(),
+            Some(Version::new("v2").unwrap()),
+            BasisPoints::new(bp).unwrap(),
+            Actor::new("t").unwrap(),
+            jiff::Timestamp::from_second(0).unwrap(),
+        );
+        c.revision = 2;
+        c
+    }
+
+    fn traffic(requests: u64, errors: u64) -> VersionTraffic {
+        let mut t = VersionTraffic::default();
+        for i in 0..requests {
+            t.record(
+                if i < errors { 503 } else { 200 },
+                Duration::from_millis(10),
+            );
+        }
+        t
+    }
+
+    #[test]
+    fn numbers_and_charts_follow_the_recorded_minutes_and_the_trail() {
+        let now = jiff::Timestamp::from_second(1_000 * 60 + 30).unwrap();
+        let before = config(1000);
+        let after = config(2500);
+        let event = AuditEvent {
+            id: "pay.1".into(),
+            policy_name: PolicyName::new("pay").unwrap(),
+            action: "set_share".into(),
+            before: Some(before),
+            after: Some(after.clone()),
+            actor: Actor::new("ann").unwrap(),
+            reason: "ramp".into(),
+            time: jiff::Timestamp::from_second(995 * 60 + 10).unwrap(),
+            revision: 2,
+        };
+        let mut minutes = BTreeMap::new();
+        // Before the change: 10 % canary; after: 25 %. v2 fails 2 of its requests.
+        minutes.insert(
+            990,
+            [
+                ("v1".to_string(), traffic(90, 0)),
+                ("v2".to_string(), traffic(10, 2)),
+            ]
+            .into(),
+        );
+        minutes.insert(
+            1000,
+            [
+                ("v1".to_string(), traffic(75, 0)),
+                ("v2".to_string(), traffic(25, 0)),
+            ]
+            .into(),
+        );
+        // Outside the 15-minute window (from minute 986): ignored.
+        minutes.insert(900, [("v1".to_string(), traffic(1000, 0))].into());
+        let page = build(&TrafficInput {
+            config: &after,
+            events: std::slice::from_ref(&event),
+            minutes: &minutes,
+            window: Window::M15,
+            now,
+        });
+        assert_eq!((page.from_minute, page.to_minute), (986, 1000));
+        assert_eq!(page.requests, 200);
+        assert_eq!(page.observed_share, Some(35.0 / 200.0));
+        assert_eq!(page.configured_share, 0.25);
+        let v2 = &page.versions[1];
+        assert_eq!((v2.version.as_str(), v2.role.as_str()), ("v2", "canary"));
+        assert_eq!((v2.requests, v2.errors), (35, 2));
+        assert_eq!(v2.error_rate, Some(2.0 / 35.0));
+        // 14 whole minutes and 30 s of the current one.
+        assert!((v2.rps - 35.0 / (14.0 * 60.0 + 30.0)).abs() < 1e-9);
+        assert!(v2.p50_ms.is_some_and(|p| (8.0..12.0).contains(&p)));
+        let ids: Vec<&str> = page.charts.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["rps", "errors", "share"]);
+        let share = &page.charts[2];
+        assert!(share.svg.contains("share 25%"), "the change is marked");
+        assert!(share.svg.contains("configured") && share.svg.contains("observed"));
+        assert!(share.alt.contains("17.50%") && share.alt.contains("25.00%"));
+        assert!(page.charts[1]
+            .alt
+            .contains("v2 (canary): 2 of 35 requests failed"));
+        assert!(
+            page.charts[0].svg.contains("v1 (stable)")
+                && page.charts[0].svg.contains("v2 (canary)")
+        );
+    }
+
+    #[test]
+    fn an_idle_window_says_so() {
+        let c = config(1000);
+        let page = build(&TrafficInput {
+            config: &c,
+            events: &[],
+            minutes: &BTreeMap::new(),
+            window: Window::H24,
+            now: jiff::Timestamp::from_second(10_000 * 60).unwrap(),
+        });
+        assert_eq!(page.requests, 0);
+        assert_eq!(page.observed_share, None);
+        assert!(page.charts[0]
+            .alt
+            .contains("No requests recorded in the last 24 hours"));
+        assert_eq!(Window::parse("1h"), Some(Window::H1));
+        assert_eq!(Window::parse("2h"), None);
+    }
+}
