@@ -234,10 +234,12 @@ fn draw_bucket_chart(
     threshold: u16,
 ) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
     root.fill(&WHITE)?;
-    let top = (*bins.iter().max().unwrap_or(&0)).max(1) as f64 * 1.15;
+    // Headroom for the legend above the tallest bar.
+    let top = (*bins.iter().max().unwrap_or(&0)).max(1) as f64 * 1.5;
     let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 16).into_font().color(&INK))
         .margin(8)
+        .margin_right(28)
         .x_label_area_size(36)
         .y_label_area_size(56)
         .build_cartesian_2d(0u32..10_000u32, 0f64..top)?;

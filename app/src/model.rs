@@ -130,6 +130,63 @@ pub struct OverviewPage {
     pub matching: usize,
     pub page: usize,
     pub pages: usize,
+    /// Observed traffic of the listed policies over the last [`OBSERVED_MINUTES`] minutes
+    /// (filled by the server; policies without traffic are absent).
+    #[serde(default)]
+    pub traffic: std::collections::BTreeMap<String, ObservedShare>,
+}
+
+/// The overview's traffic window, in minutes.
+pub const OBSERVED_MINUTES: i64 = 15;
+
+/// Requests to a policy and how many of them its canary served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedShare {
+    pub requests: u64,
+    pub canary: u64,
+}
+
+impl ObservedShare {
+    /// The canary's observed share, rounded to a basis point.
+    pub fn basis_points(self) -> splitter::BasisPoints {
+        let bp = if self.requests == 0 {
+            0
+        } else {
+            ((self.canary as f64 / self.requests as f64) * 10_000.0).round() as u32
+        };
+        splitter::BasisPoints::new(bp.min(10_000)).unwrap_or(splitter::BasisPoints::ZERO)
+    }
+
+    /// Sums stored minutes per policy; canary requests are those of each policy's current
+    /// canary version.
+    pub fn from_minutes(
+        rows: &[PolicyConfig],
+        docs: Vec<splitter::traffic::TrafficMinute>,
+    ) -> std::collections::BTreeMap<String, ObservedShare> {
+        let canary_of: std::collections::HashMap<&str, Option<&str>> = rows
+            .iter()
+            .map(|c| {
+                (
+                    c.policy_name.as_str(),
+                    c.canary_version.as_ref().map(|v| v.as_str()),
+                )
+            })
+            .collect();
+        let mut out: std::collections::BTreeMap<String, ObservedShare> = Default::default();
+        for doc in docs {
+            let Some(canary) = canary_of.get(doc.policy.as_str()) else {
+                continue;
+            };
+            let o = out.entry(doc.policy.clone()).or_default();
+            for (v, t) in &doc.versions {
+                o.requests += t.requests;
+                if Some(v.as_str()) == *canary {
+                    o.canary += t.requests;
+                }
+            }
+        }
+        out
+    }
 }
 
 impl OverviewQuery {
@@ -164,6 +221,7 @@ impl OverviewQuery {
             matching,
             page,
             pages,
+            traffic: Default::default(),
         }
     }
 }

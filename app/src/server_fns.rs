@@ -9,12 +9,14 @@ use leptos::prelude::*;
 #[server]
 pub async fn list_policies(query: OverviewQuery) -> Result<(String, OverviewPage), ServerFnError> {
     let state = expect_context::<crate::state::AppState>();
-    let list = state
-        .store
-        .list()
-        .await
-        .map_err(|e| ServerFnError::new(e.to_string()))?;
-    Ok((state.store_label.clone(), query.apply(list)))
+    let err = |e: splitter::Error| ServerFnError::new(e.to_string());
+    let list = state.store.list().await.map_err(err)?;
+    let mut page = query.apply(list);
+    let to = splitter::traffic::minute_of(jiff::Timestamp::now());
+    let from = to - crate::model::OBSERVED_MINUTES + 1;
+    let docs = state.store.traffic(None, from, to).await.map_err(err)?;
+    page.traffic = crate::model::ObservedShare::from_minutes(&page.rows, docs);
+    Ok((state.store_label.clone(), page))
 }
 
 /// One policy and its latest 50 audit events; `None` if it does not exist.

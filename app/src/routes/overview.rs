@@ -66,12 +66,13 @@ pub fn Overview() -> impl IntoView {
                             <table class="policies">
                                 <thead><tr>
                                     <th scope="col">"Policy"</th><th scope="col">"Stable"</th><th scope="col">"Canary"</th>
-                                    <th scope="col">"Canary share"</th><th scope="col">"Split"</th><th scope="col">"State"</th><th scope="col">"Last change"</th>
+                                    <th scope="col">"Canary share"</th><th scope="col">"Split"</th><th scope="col">"Traffic, last 15 min"</th><th scope="col">"State"</th><th scope="col">"Last change"</th>
                                 </tr></thead>
                                 <tbody>
                                     {page.rows.into_iter().map(|c| {
                                         let href = format!("/policies/{}", c.policy_name);
                                         let has_canary = c.canary_version.is_some();
+                                        let observed = page.traffic.get(c.policy_name.as_str()).copied();
                                         view! {
                                             <tr data-policy=c.policy_name.to_string()>
                                                 <th scope="row"><a href=href>{c.policy_name.to_string()}</a></th>
@@ -79,6 +80,13 @@ pub fn Overview() -> impl IntoView {
                                                 <td class="version canary">{c.canary_version.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "—".into())}</td>
                                                 <td class="share" data-test="share">{c.canary_basis_points.to_string()}</td>
                                                 <td><SplitBar share=c.canary_basis_points has_canary/></td>
+                                                <td class="share-indicator" data-test="observed">{match observed {
+                                                    Some(o) if o.requests > 0 => view! {
+                                                        <SplitBar share=o.basis_points() has_canary=true/>
+                                                        <span>{format!("{} canary of {} requests", o.basis_points(), o.requests)}</span>
+                                                    }.into_any(),
+                                                    _ => view! { <span class="muted">"no traffic"</span> }.into_any(),
+                                                }}</td>
                                                 <td><span class=format!("state state-{}", state_key(&c))>{c.state().label()}</span></td>
                                                 <td title=when(c.updated_at)>{format!("{} by {}", ago(c.updated_at, now), c.updated_by)}</td>
                                             </tr>

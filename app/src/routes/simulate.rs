@@ -192,6 +192,7 @@ fn result_view(
                 <tr><th scope="row">"Move canary → stable"</th><td data-test="to-stable">{c.to_stable}</td><td>{pct(c.to_stable, c.tenants)}</td></tr>
             </tbody>
         </table>
+        {bucket_figure(config, proposed, tenants)}
         {(c.tenants as usize > MAX_ROWS).then(|| view! { <p>{format!("Listing the first {MAX_ROWS} of {} tenants; the counts cover all.", c.tenants)}</p> })}
         <table class="simulation" data-test="rows">
             <thead><tr><th scope="col">"Tenant"</th><th scope="col">"Bucket"</th><th scope="col">"Now"</th><th scope="col">"Proposed"</th><th scope="col">"Moves"</th></tr></thead>
@@ -209,6 +210,39 @@ fn result_view(
             }).collect_view()}</tbody>
         </table>
     }.into_any()
+}
+
+/// The given tenants' buckets in 100 bars of 1 %, canary bars below the proposed share.
+fn bucket_figure(
+    config: &splitter::PolicyConfig,
+    proposed: BasisPoints,
+    tenants: &[String],
+) -> Option<AnyView> {
+    if tenants.is_empty() {
+        return None;
+    }
+    let bins = crate::charts::bucket_bins(&config.salt, tenants);
+    let title = format!("Bucket distribution of {} tenants", tenants.len());
+    let svg = crate::charts::bucket_chart(&title, &bins, proposed.get());
+    let (min, max) = (
+        bins.iter().min().copied().unwrap_or(0),
+        bins.iter().max().copied().unwrap_or(0),
+    );
+    let alt = format!(
+        "{} tenants in 100 bars of 1 % of the bucket range each (an even spread puts about {:.1} in each; here {min} to {max}). Bars below bucket {} are canary at the proposed share {proposed}.",
+        tenants.len(),
+        tenants.len() as f64 / 100.0,
+        proposed.get(),
+    );
+    Some(
+        view! {
+            <figure class="chart" data-test="chart-buckets">
+                <div role="img" aria-label=format!("{title}. {alt}") inner_html=svg></div>
+                <figcaption>{alt}</figcaption>
+            </figure>
+        }
+        .into_any(),
+    )
 }
 
 /// Once hydrated, a chosen file is read in the browser straight into the tenant list.
