@@ -23,7 +23,7 @@ export default defineConfig({
   workers: 2,
   reporter: [['list']],
   outputDir: './test-results',
-  use: { screenshot: 'only-on-failure', trace: 'off' },
+  use: { screenshot: 'only-on-failure', trace: 'off', testIdAttribute: 'data-test' },
   projects: [
     { name: 'js-off', use: { ...chromium, javaScriptEnabled: false, baseURL: `http://127.0.0.1:${embeddedPort}` }, grepInvert: /@hydration/ },
     { name: 'hydrated', use: { ...chromium, javaScriptEnabled: true, baseURL: `http://127.0.0.1:${embeddedPort}` } },
@@ -31,7 +31,7 @@ export default defineConfig({
   ],
   webServer: [
     {
-      command: `./target/debug/apx-canary --addr 127.0.0.1:${embeddedPort} --data-dir target/e2e-data-${Date.now()}`,
+      command: `./target/debug/apx-canary --addr 127.0.0.1:${embeddedPort} --data-dir target/e2e-data-${Date.now()} --traffic-flush-secs 1`,
       cwd: root,
       url: `http://127.0.0.1:${embeddedPort}/healthz`,
       reuseExistingServer: false,
@@ -40,7 +40,7 @@ export default defineConfig({
       stderr: 'pipe',
     },
     {
-      command: `./target/debug/apx-canary --addr 127.0.0.1:${firestorePort} --firestore-project ${firestoreProject}`,
+      command: `./target/debug/apx-canary --addr 127.0.0.1:${firestorePort} --firestore-project ${firestoreProject} --traffic-flush-secs 1`,
       cwd: root,
       url: `http://127.0.0.1:${firestorePort}/healthz`,
       reuseExistingServer: false,

@@ -229,7 +229,7 @@ fn bucket_figure(
         bins.iter().max().copied().unwrap_or(0),
     );
     let alt = format!(
-        "{} tenants in 100 bars of 1 % of the bucket range each (an even spread puts about {:.1} in each; here {min} to {max}). Bars below bucket {} are canary at the proposed share {proposed}.",
+        "{} tenants in 100 bars of 1 % of the bucket range each (an even spread puts about {:.1} in each; here {min} to {max}). Bars below bucket {} are canary at the share you propose, {proposed}.",
         tenants.len(),
         tenants.len() as f64 / 100.0,
         proposed.get(),

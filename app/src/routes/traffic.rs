@@ -79,7 +79,7 @@ fn traffic_view(t: TrafficPage) -> impl IntoView {
         <table class="traffic-versions" data-test="traffic-versions">
             <caption>{format!("Per version, last {}", window.label())}</caption>
             <thead><tr>
-                <th scope="col">"Version"</th><th scope="col">"Requests"</th><th scope="col">"Per second"</th>
+                <th scope="col">"Version"</th><th scope="col">"Requests"</th><th scope="col">"Per second (mean)"</th>
                 <th scope="col">"5xx"</th><th scope="col">"Error rate"</th>
                 <th scope="col">"p50"</th><th scope="col">"p95"</th><th scope="col">"p99"</th>
             </tr></thead>
