@@ -255,12 +255,19 @@ async fn changes(
 
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let health = state.splitter.health();
+    let recorder = state.recorder.stats();
     Json(json!({
         "status": "ok",
         "store": state.store_label,
         "snapshot_age_ms": health.age.as_millis() as u64,
         "snapshot_error": health.last_error,
         "policies": health.policies,
+        "traffic": {
+            "replica": state.recorder.replica(),
+            "unflushed_requests": recorder.unflushed_requests,
+            "lost_requests": recorder.lost_requests,
+            "last_flush_error": recorder.last_error,
+        },
     }))
     .into_response()
 }
