@@ -42,6 +42,8 @@ pub struct Series {
 pub struct TimeChart {
     pub title: String,
     pub y_label: String,
+    /// Minutes per point: consecutive points `step` apart are joined, wider gaps stay gaps.
+    pub step: i64,
     pub from: i64,
     pub to: i64,
     /// At least this high (so that an idle chart still has a scale).
@@ -166,15 +168,15 @@ fn draw_time_chart(
         let mut runs: Vec<Vec<(i64, f64)>> = Vec::new();
         for p in points {
             match runs.last_mut() {
-                Some(run) if run.last().is_some_and(|l| p.0 - l.0 <= 1) => run.push(*p),
+                Some(run) if run.last().is_some_and(|l| p.0 - l.0 <= c.step.max(1)) => run.push(*p),
                 _ => runs.push(vec![*p]),
             }
         }
         let mut first = true;
         for run in runs {
             let run = if run.len() == 1 {
-                // A lone minute is drawn as a short flat stroke so it is visible.
-                vec![run[0], (run[0].0 + 1, run[0].1)]
+                // A lone point is drawn as a short flat stroke so it is visible.
+                vec![run[0], (run[0].0 + c.step.max(1), run[0].1)]
             } else {
                 run
             };
@@ -201,16 +203,20 @@ fn draw_time_chart(
     Ok(())
 }
 
-/// A step line through `points`: each value holds until the next minute's value.
+/// A step line through `points`: each value holds until the next point's value. Only the
+/// corners and the ends are kept.
 fn steps(points: &[(i64, f64)]) -> Vec<(i64, f64)> {
-    let mut out: Vec<(i64, f64)> = Vec::with_capacity(points.len() * 2);
-    for &(m, y) in points {
-        if let Some(&(_, prev)) = out.last() {
-            if prev != y {
+    let mut out: Vec<(i64, f64)> = Vec::new();
+    for (i, &(m, y)) in points.iter().enumerate() {
+        let last = i + 1 == points.len();
+        match out.last() {
+            Some(&(_, prev)) if prev != y => {
                 out.push((m, prev));
+                out.push((m, y));
             }
+            Some(_) if !last => {}
+            _ => out.push((m, y)),
         }
-        out.push((m, y));
     }
     out
 }
@@ -307,6 +313,7 @@ mod tests {
         TimeChart {
             title: "Requests per second".into(),
             y_label: "requests/s".into(),
+            step: 1,
             from: 100,
             to: 160,
             y_min_top: 1.0,
@@ -372,7 +379,7 @@ mod tests {
     fn a_setting_is_drawn_as_steps() {
         assert_eq!(
             steps(&[(1, 0.0), (2, 0.0), (3, 0.5), (4, 0.5)]),
-            [(1, 0.0), (2, 0.0), (3, 0.0), (3, 0.5), (4, 0.5)]
+            [(1, 0.0), (3, 0.0), (3, 0.5), (4, 0.5)]
         );
     }
 

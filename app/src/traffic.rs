@@ -51,6 +51,15 @@ impl Window {
             Window::H24 => 24 * 60,
         }
     }
+
+    /// Minutes per chart point: 24 hours are drawn in 5-minute steps (288 points, not 1 440),
+    /// which keeps the page small; the numbers table always sums every minute.
+    pub fn step_minutes(self) -> i64 {
+        match self {
+            Window::M15 | Window::H1 => 1,
+            Window::H24 => 5,
+        }
+    }
 }
 
 /// One chart: its SVG and a text alternative that states what it shows.
@@ -187,27 +196,44 @@ pub fn build(input: &TrafficInput<'_>) -> TrafficPage {
     };
     versions.sort_by(|a, b| (rank(&a.role), &a.version).cmp(&(rank(&b.role), &b.version)));
 
-    // Canary requests per minute: the canary of the config in force in that minute.
+    // Chart points: one per step (aligned to the epoch), each summing its minutes inside the
+    // window. Canary requests are those of the canary in force in each minute.
+    let step = input.window.step_minutes();
     let mut canary_requests = 0u64;
     let mut all_requests = 0u64;
     let mut observed_points = Vec::new();
     let mut configured_points = Vec::new();
+    let mut per_step: BTreeMap<i64, (f64, BTreeMap<&str, VersionTraffic>)> = BTreeMap::new();
+    let mut step_share: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
     for m in from..=now_minute {
+        let s = m.div_euclid(step) * step;
         let in_force = config_at(input.events, m).unwrap_or(Some(config));
-        configured_points.push((m, share_of(in_force)));
+        if m == now_minute || m == s + step - 1 {
+            configured_points.push((s, share_of(in_force)));
+        }
+        let slot = per_step.entry(s).or_default();
+        slot.0 += span(m);
         let Some(versions) = input.minutes.get(&m) else {
             continue;
         };
+        for (v, t) in versions {
+            slot.1.entry(v.as_str()).or_default().add(t);
+        }
         let total: u64 = versions.values().map(|t| t.requests).sum();
         let on_canary: u64 = match in_force.and_then(|c| c.canary_version.as_ref()) {
             Some(cv) => versions.get(cv.as_str()).map_or(0, |t| t.requests),
             None => 0,
         };
-        if total > 0 {
-            observed_points.push((m, on_canary as f64 / total as f64));
-        }
+        let share = step_share.entry(s).or_default();
+        share.0 += on_canary;
+        share.1 += total;
         canary_requests += on_canary;
         all_requests += total;
+    }
+    for (s, (canary, total)) in &step_share {
+        if *total > 0 {
+            observed_points.push((*s, *canary as f64 / *total as f64));
+        }
     }
 
     let mut others = 0;
@@ -234,11 +260,11 @@ pub fn build(input: &TrafficInput<'_>) -> TrafficPage {
         let role = series_role(v, &mut others);
         let mut rates = Vec::new();
         let mut errors = Vec::new();
-        for (m, vs) in input.minutes.range(from..=now_minute) {
+        for (s, (seconds, vs)) in &per_step {
             if let Some(t) = vs.get(v.as_str()) {
-                rates.push((*m, t.requests as f64 / span(*m)));
+                rates.push((*s, t.requests as f64 / seconds.max(1.0)));
                 if let Some(r) = t.error_rate() {
-                    errors.push((*m, r));
+                    errors.push((*s, r));
                 }
             }
         }
@@ -302,6 +328,7 @@ pub fn build(input: &TrafficInput<'_>) -> TrafficPage {
         let svg = charts::time_chart(&TimeChart {
             title: title.clone(),
             y_label: y.into(),
+            step,
             from,
             to: now_minute,
             y_min_top: top,
@@ -477,6 +504,37 @@ mod tests {
             page.charts[0].svg.contains("v1 (stable)")
                 && page.charts[0].svg.contains("v2 (canary)")
         );
+    }
+
+    #[test]
+    fn a_busy_day_is_drawn_in_five_minute_steps_and_stays_small() {
+        let c = config(1000);
+        let mut minutes = BTreeMap::new();
+        for m in 0..1440 {
+            minutes.insert(
+                10_000 + m,
+                [
+                    ("v1".to_string(), traffic(90, 0)),
+                    ("v2".to_string(), traffic(10, 1)),
+                ]
+                .into(),
+            );
+        }
+        let now = jiff::Timestamp::from_second((10_000 + 1439) * 60 + 30).unwrap();
+        let page = build(&TrafficInput {
+            config: &c,
+            events: &[],
+            minutes: &minutes,
+            window: Window::H24,
+            now,
+        });
+        assert_eq!(page.requests, 144_000, "the numbers sum every minute");
+        assert_eq!(page.versions[1].errors, 1440);
+        assert_eq!(page.observed_share, Some(0.1));
+        let bytes: usize = page.charts.iter().map(|c| c.svg.len()).sum();
+        assert!(bytes < 80_000, "three 24-hour charts take {bytes} bytes");
+        // Full 5-minute steps run at 100 requests per minute: 1.5 and 0.17 per second.
+        assert!(page.charts[0].svg.contains("v1 (stable)"));
     }
 
     #[test]

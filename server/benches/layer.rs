@@ -52,9 +52,9 @@ fn bench(c: &mut Criterion) {
         PolicySource::PathSegment(1),
     ));
     let recorder = Arc::new(TrafficRecorder::new("bench", 1000));
-    let recorded = plain.clone().layer(
-        CanaryLayer::new(Some(splitter()), PolicySource::PathSegment(1)).recorder(recorder),
-    );
+    let recorded = plain
+        .clone()
+        .layer(CanaryLayer::new(Some(splitter()), PolicySource::PathSegment(1)).recorder(recorder));
     let mut g = c.benchmark_group("layer");
     for (name, router) in [
         ("without_layer", &plain),

@@ -44,7 +44,8 @@ impl FromRef<ServerState> for AppState {
 /// How this replica records traffic.
 #[derive(Debug, Clone)]
 pub struct TrafficSettings {
-    /// Names this replica's traffic documents (one per policy and minute).
+    /// Names this replica's traffic documents (one per policy and minute); the process start
+    /// time is appended.
     pub replica: String,
     /// How often recorded traffic is written to the store.
     pub flush_every: Duration,
@@ -74,8 +75,12 @@ pub async fn app_state(
 ) -> Result<AppState, splitter::Error> {
     let (store, store_metrics) = Instrumented::wrap(store);
     let splitter = Splitter::follow(store.clone(), Duration::from_secs(30)).await?;
+    // Each process writes its own documents, even when a restarted container comes back with the
+    // same host name and pid within the same minute: the start time makes the key unique, so a
+    // new process never overwrites (and so loses) what the previous one wrote.
+    let started = jiff::Timestamp::now().as_millisecond();
     let recorder = Arc::new(TrafficRecorder::new(
-        &traffic.replica,
+        &format!("{}-{started:x}", traffic.replica),
         TrafficRecorder::DEFAULT_MAX_PENDING,
     ));
     recorder.spawn_flusher(store.clone(), traffic.flush_every, traffic.retention);

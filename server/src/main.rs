@@ -107,6 +107,50 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let state = server::app_state(store, traffic).await?;
     tracing::info!(store = %state.store_label, "listening on http://{}", args.addr);
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
-    axum::serve(listener, server::router(leptos, state)).await?;
+    let (recorder, store) = (state.recorder.clone(), state.store.clone());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(async move {
+        axum::serve(listener, server::router(leptos, state))
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    tokio::select! {
+        result = &mut server => { result??; }
+        _ = shutdown_signal() => {
+            tracing::info!("stopping: finishing open requests (at most 5 s)");
+            let _ = stop_tx.send(());
+            // Live pages hold server-sent-event streams open: do not wait for them forever.
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut server).await;
+        }
+    }
+    // Write what was recorded since the last flush before leaving.
+    let now = splitter::traffic::minute_of(jiff::Timestamp::now());
+    match recorder.flush(&*store, now).await {
+        Ok(n) => tracing::info!("stopped; wrote {n} traffic document(s)"),
+        Err(e) => {
+            tracing::error!(error = %e, lost = recorder.stats().unflushed_requests, "stopped; the last traffic could not be written")
+        }
+    }
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
 }
