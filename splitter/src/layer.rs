@@ -7,6 +7,7 @@
 //! A routed request runs inside a `canary` tracing span with `canary.policy`, `canary.status`
 //! (`canary` or `stable`) and `canary.version`, so every log line of the handler carries them.
 
+use crate::config::PolicyConfig;
 use crate::decision::Decision;
 use crate::names::LATEST;
 use crate::snapshot::Splitter;
@@ -93,18 +94,32 @@ pub struct CanaryService<S> {
 }
 
 impl CanaryLayer {
-    fn policy_of<B>(&self, req: &Request<B>) -> Option<String> {
+    fn policy_of<'a, B>(&'a self, req: &'a Request<B>) -> Option<&'a str> {
         match &self.policy {
-            PolicySource::Fixed(p) => Some(p.clone()),
-            PolicySource::Header(h) => req.headers().get(h)?.to_str().ok().map(str::to_string),
+            PolicySource::Fixed(p) => Some(p.as_str()),
+            PolicySource::Header(h) => req.headers().get(h)?.to_str().ok(),
             PolicySource::PathSegment(i) => req
                 .uri()
                 .path()
                 .trim_start_matches('/')
                 .split('/')
                 .nth(*i)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
+                .filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+/// The routed policy: its config from the snapshot (no copy), or the name asked for.
+enum RoutedPolicy {
+    Known(Arc<PolicyConfig>),
+    Unknown(String),
+}
+
+impl RoutedPolicy {
+    fn name(&self) -> &str {
+        match self {
+            RoutedPolicy::Known(c) => c.policy_name.as_str(),
+            RoutedPolicy::Unknown(n) => n,
         }
     }
 }
@@ -127,22 +142,28 @@ where
             .headers()
             .get(&c.version_header)
             .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(LATEST.as_bytes()));
-        let routed = match (&c.splitter, wants_latest, c.policy_of(&req)) {
-            (Some(splitter), true, Some(policy)) => {
+        let routed = match (&c.splitter, wants_latest) {
+            (Some(splitter), true) => c.policy_of(&req).map(|policy| {
                 let tenant = req
                     .headers()
                     .get(&c.tenant_header)
                     .and_then(|v| v.to_str().ok());
-                let decision = splitter.select_version(&policy, tenant);
-                req.extensions_mut().insert(decision.clone());
-                Some((policy, decision))
-            }
+                let (config, decision) = splitter.route(policy, tenant);
+                let policy = match config {
+                    Some(config) => RoutedPolicy::Known(config),
+                    None => RoutedPolicy::Unknown(policy.to_string()),
+                };
+                (policy, decision)
+            }),
             _ => None,
         };
+        if let Some((_, decision)) = &routed {
+            req.extensions_mut().insert(decision.clone());
+        }
         let span = match &routed {
             Some((policy, decision)) => tracing::info_span!(
                 "canary",
-                canary.policy = %policy,
+                canary.policy = %policy.name(),
                 canary.status = if decision.is_canary { "canary" } else { "stable" },
                 canary.version = %decision.version,
             ),
@@ -167,7 +188,7 @@ pin_project! {
         #[pin]
         inner: F,
         span: tracing::Span,
-        routed: Option<(String, Decision)>,
+        routed: Option<(RoutedPolicy, Decision)>,
         recorder: Option<Arc<dyn Recorder>>,
         started: Instant,
     }
@@ -200,7 +221,7 @@ where
             }
             if let Some(recorder) = this.recorder {
                 recorder.record(
-                    &policy,
+                    policy.name(),
                     &decision,
                     response.status().as_u16(),
                     this.started.elapsed(),

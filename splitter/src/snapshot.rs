@@ -104,6 +104,18 @@ impl Splitter {
         decide(policies.get(policy).map(|c| &**c), tenant)
     }
 
+    /// The decision and the config it came from (`None` for an unknown policy), from one read
+    /// of the snapshot. The routing layer keeps the config to name the policy without copying.
+    pub fn route(
+        &self,
+        policy: &str,
+        tenant: Option<&str>,
+    ) -> (Option<Arc<PolicyConfig>>, Decision) {
+        let config = self.inner.policies.load().get(policy).cloned();
+        let decision = decide(config.as_deref(), tenant);
+        (config, decision)
+    }
+
     /// The config the snapshot holds for `policy`.
     pub fn policy(&self, policy: &str) -> Option<Arc<PolicyConfig>> {
         self.inner.policies.load().get(policy).cloned()

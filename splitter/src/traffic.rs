@@ -167,13 +167,15 @@ mod recorder {
     use crate::error::Result;
     use crate::store::ConfigStore;
     use std::collections::HashMap;
+    use std::hash::Hash;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Arc, Mutex};
 
     /// Aggregates outcomes in memory and flushes them to a store. Recording takes a short
-    /// in-memory lock and never waits for the store; a failed flush keeps the data (up to
-    /// `max_pending` policy-minutes) for the next one, and whatever has to be dropped to stay
-    /// within that bound is counted in [`RecorderStats::lost_requests`].
+    /// in-memory lock (no allocation once a policy and version have been seen) and never waits
+    /// for the store; a failed flush keeps the data (up to `max_pending` policy-minutes) for the
+    /// next one, and whatever has to be dropped to stay within that bound is counted in
+    /// [`RecorderStats::lost_requests`].
     pub struct TrafficRecorder {
         replica: String,
         max_pending: usize,
@@ -186,12 +188,17 @@ mod recorder {
 
     #[derive(Default)]
     struct State {
-        minutes: HashMap<(String, i64), Entry>,
-        /// Since start, per (policy, version): for Prometheus counters.
-        totals: BTreeMap<(String, String), VersionTraffic>,
-        /// Decisions handed out, per (policy, version, via).
-        decisions: BTreeMap<(String, String, &'static str), u64>,
+        /// policy → minute → what this replica served.
+        minutes: HashMap<String, BTreeMap<i64, Entry>>,
+        /// Number of (policy, minute) entries in `minutes`.
+        pending: usize,
+        /// policy → version → since start (for Prometheus counters).
+        totals: HashMap<String, BTreeMap<String, VersionTraffic>>,
+        /// policy → version → decisions handed out [by the layer, by the API].
+        decisions: HashMap<String, BTreeMap<String, [u64; 2]>>,
     }
+
+    const VIA: [&str; 2] = ["layer", "api"];
 
     #[derive(Default)]
     struct Entry {
@@ -201,6 +208,39 @@ mod recorder {
         flushed_generation: u64,
         requests: u64,
         flushed_requests: u64,
+    }
+
+    impl Entry {
+        fn dirty(&self) -> bool {
+            self.generation > self.flushed_generation
+        }
+    }
+
+    /// The value for `key`, inserted (and the key allocated) only the first time.
+    fn slot_hash<'a, V: Default>(map: &'a mut HashMap<String, V>, key: &str) -> &'a mut V {
+        if !map.contains_key(key) {
+            map.insert(key.to_string(), V::default());
+        }
+        map.get_mut(key).expect("inserted above")
+    }
+
+    fn slot_tree<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str) -> &'a mut V {
+        if !map.contains_key(key) {
+            map.insert(key.to_string(), V::default());
+        }
+        map.get_mut(key).expect("inserted above")
+    }
+
+    fn flatten<V: Clone, K: Clone + Ord + Hash>(
+        map: &HashMap<String, BTreeMap<K, V>>,
+    ) -> BTreeMap<(String, K), V> {
+        map.iter()
+            .flat_map(|(p, inner)| {
+                inner
+                    .iter()
+                    .map(|(k, v)| ((p.clone(), k.clone()), v.clone()))
+            })
+            .collect()
     }
 
     /// What `/metrics` and the dashboard show about the recorder.
@@ -265,7 +305,8 @@ mod recorder {
         }
 
         /// Records one served request of `version` (the caller checked that the policy exists
-        /// and the version is one of its own). `via` says who decided: `layer` or `api`.
+        /// and the version is one of its own). `via` says who decided: `layer` or `api`; the
+        /// layer's requests also count as its decisions.
         pub fn record_outcome(
             &self,
             minute: i64,
@@ -275,29 +316,27 @@ mod recorder {
             latency: Duration,
             via: &'static str,
         ) {
-            let mut state = self.state.lock().unwrap();
-            let key = (policy.to_string(), minute);
-            if !state.minutes.contains_key(&key) && state.minutes.len() >= self.max_pending {
-                self.evict_oldest(&mut state);
+            let mut guard = self.state.lock().unwrap();
+            let state = &mut *guard;
+            let known = state
+                .minutes
+                .get(policy)
+                .is_some_and(|m| m.contains_key(&minute));
+            if !known {
+                if state.pending >= self.max_pending {
+                    self.evict_oldest(state);
+                }
+                state.pending += 1;
             }
-            let entry = state.minutes.entry(key).or_default();
-            entry
-                .versions
-                .entry(version.to_string())
-                .or_default()
-                .record(status, latency);
+            let entry = slot_hash(&mut state.minutes, policy)
+                .entry(minute)
+                .or_default();
+            slot_tree(&mut entry.versions, version).record(status, latency);
             entry.generation += 1;
             entry.requests += 1;
-            state
-                .totals
-                .entry((policy.to_string(), version.to_string()))
-                .or_default()
-                .record(status, latency);
+            slot_tree(slot_hash(&mut state.totals, policy), version).record(status, latency);
             if via == "layer" {
-                *state
-                    .decisions
-                    .entry((policy.to_string(), version.to_string(), via))
-                    .or_default() += 1;
+                slot_tree(slot_hash(&mut state.decisions, policy), version)[0] += 1;
             }
         }
 
@@ -306,26 +345,30 @@ mod recorder {
             if decision.reason == Reason::NoConfig {
                 return;
             }
+            let i = usize::from(via != "layer");
             let mut state = self.state.lock().unwrap();
-            *state
-                .decisions
-                .entry((
-                    policy.to_string(),
-                    decision.version.as_str().to_string(),
-                    via,
-                ))
-                .or_default() += 1;
+            slot_tree(
+                slot_hash(&mut state.decisions, policy),
+                decision.version.as_str(),
+            )[i] += 1;
         }
 
-        /// Drops the oldest policy-minute; whatever it held unflushed is lost and counted.
+        /// Drops the oldest policy-minute (already written ones first); whatever it held
+        /// unflushed is lost and counted.
         fn evict_oldest(&self, state: &mut State) {
             let oldest = state
                 .minutes
                 .iter()
-                .min_by_key(|((_, m), e)| (e.generation > e.flushed_generation, *m))
-                .map(|(k, _)| k.clone());
-            if let Some(key) = oldest {
-                let e = state.minutes.remove(&key).unwrap();
+                .flat_map(|(p, ms)| ms.iter().map(move |(m, e)| ((e.dirty(), *m), p, *m)))
+                .min_by_key(|(rank, _, _)| *rank)
+                .map(|(_, p, m)| (p.clone(), m));
+            if let Some((policy, minute)) = oldest {
+                let ms = state.minutes.get_mut(&policy).expect("found above");
+                let e = ms.remove(&minute).expect("found above");
+                if ms.is_empty() {
+                    state.minutes.remove(&policy);
+                }
+                state.pending -= 1;
                 self.lost_requests
                     .fetch_add(e.requests - e.flushed_requests, Ordering::Relaxed);
             }
@@ -335,20 +378,20 @@ mod recorder {
         /// (before `now_minute - 1`) that are fully written are forgotten. Returns how many
         /// documents were written.
         pub async fn flush(&self, store: &dyn ConfigStore, now_minute: i64) -> Result<usize> {
-            let batch: Vec<((String, i64), u64, u64, TrafficMinute)> = {
+            let batch: Vec<(u64, u64, TrafficMinute)> = {
                 let state = self.state.lock().unwrap();
                 state
                     .minutes
                     .iter()
-                    .filter(|(_, e)| e.generation > e.flushed_generation)
-                    .map(|((policy, minute), e)| {
+                    .flat_map(|(policy, ms)| ms.iter().map(move |(m, e)| (policy, *m, e)))
+                    .filter(|(_, _, e)| e.dirty())
+                    .map(|(policy, minute, e)| {
                         (
-                            (policy.clone(), *minute),
                             e.generation,
                             e.requests,
                             TrafficMinute {
                                 policy: policy.clone(),
-                                minute: *minute,
+                                minute,
                                 replica: self.replica.clone(),
                                 versions: e.versions.clone(),
                             },
@@ -357,7 +400,7 @@ mod recorder {
                     .collect()
             };
             if !batch.is_empty() {
-                let docs: Vec<TrafficMinute> = batch.iter().map(|b| b.3.clone()).collect();
+                let docs: Vec<TrafficMinute> = batch.iter().map(|b| b.2.clone()).collect();
                 if let Err(e) = store.put_traffic(&docs).await {
                     self.flush_failures.fetch_add(1, Ordering::Relaxed);
                     *self.last_error.lock().unwrap() = Some(e.to_string());
@@ -367,22 +410,31 @@ mod recorder {
                     .fetch_add(docs.len() as u64, Ordering::Relaxed);
                 *self.last_error.lock().unwrap() = None;
             }
-            let mut state = self.state.lock().unwrap();
-            for (key, generation, requests, _) in &batch {
-                if let Some(e) = state.minutes.get_mut(key) {
+            let mut guard = self.state.lock().unwrap();
+            let state = &mut *guard;
+            for (generation, requests, doc) in &batch {
+                if let Some(e) = state
+                    .minutes
+                    .get_mut(&doc.policy)
+                    .and_then(|ms| ms.get_mut(&doc.minute))
+                {
                     // Records that arrived during the write keep the entry dirty.
                     e.flushed_generation = e.flushed_generation.max(*generation);
                     e.flushed_requests = e.flushed_requests.max(*requests);
                 }
             }
-            state
-                .minutes
-                .retain(|(_, m), e| *m >= now_minute - 1 || e.generation > e.flushed_generation);
+            let mut pending = 0;
+            state.minutes.retain(|_, ms| {
+                ms.retain(|m, e| *m >= now_minute - 1 || e.dirty());
+                pending += ms.len();
+                !ms.is_empty()
+            });
+            state.pending = pending;
             Ok(batch.len())
         }
 
-        /// Flushes every `interval` until the recorder is dropped elsewhere; every `prune_every`
-        /// flushes, deletes stored minutes older than `retention`.
+        /// Flushes every `interval` until the recorder is dropped elsewhere; every 120 flushes
+        /// (and at start), deletes stored minutes older than `retention`.
         pub fn spawn_flusher(
             self: &Arc<Self>,
             store: Arc<dyn ConfigStore>,
@@ -414,15 +466,16 @@ mod recorder {
 
         pub fn stats(&self) -> RecorderStats {
             let state = self.state.lock().unwrap();
-            let dirty = state
+            let (unflushed_minutes, unflushed_requests) = state
                 .minutes
                 .values()
-                .filter(|e| e.generation > e.flushed_generation);
-            let (unflushed_minutes, unflushed_requests) = dirty.fold((0, 0), |(n, r), e| {
-                (n + 1, r + e.requests - e.flushed_requests)
-            });
+                .flat_map(|ms| ms.values())
+                .filter(|e| e.dirty())
+                .fold((0, 0), |(n, r), e| {
+                    (n + 1, r + e.requests - e.flushed_requests)
+                });
             RecorderStats {
-                pending_minutes: state.minutes.len(),
+                pending_minutes: state.pending,
                 unflushed_minutes,
                 unflushed_requests,
                 lost_requests: self.lost_requests.load(Ordering::Relaxed),
@@ -434,12 +487,20 @@ mod recorder {
 
         /// Traffic since start per (policy, version).
         pub fn totals(&self) -> BTreeMap<(String, String), VersionTraffic> {
-            self.state.lock().unwrap().totals.clone()
+            flatten(&self.state.lock().unwrap().totals)
         }
 
-        /// Decisions since start per (policy, version, via: `layer` or `api`).
+        /// Decisions since start per (policy, version, via: `layer` or `api`); zero counts
+        /// are left out.
         pub fn decisions(&self) -> BTreeMap<(String, String, &'static str), u64> {
-            self.state.lock().unwrap().decisions.clone()
+            flatten(&self.state.lock().unwrap().decisions)
+                .into_iter()
+                .flat_map(|((p, v), counts)| {
+                    (0..2)
+                        .filter(move |&i| counts[i] > 0)
+                        .map(move |i| ((p.clone(), v.clone(), VIA[i]), counts[i]))
+                })
+                .collect()
         }
     }
 
