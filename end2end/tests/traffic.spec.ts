@@ -96,3 +96,17 @@ test('the simulator charts the bucket distribution and redraws it as the share c
   await expect(chart.locator('svg')).toContainText('proposed share: below 4200');
   await expect(chart.locator('figcaption')).toContainText('Bars below bucket 4200 are canary');
 });
+
+test('an open policy page shows new traffic without a reload @hydration', async ({ page, request, baseURL }) => {
+  const name = uniqueName('live-traffic');
+  await createPolicy(request, name, '20');
+  await gotoHydrated(page, `/policies/${name}`);
+  await expect(page.getByTestId('traffic-requests')).toHaveText('0');
+  await page.evaluate(() => { (window as any).__stillHere = true; });
+  const got = loadgen(baseURL!, name, 2);
+  const total = [...got.values()].reduce((n, v) => n + v.responses, 0);
+  // The section re-reads every 10 s; the recorder flushes every second.
+  await expect(page.getByTestId('traffic-requests')).toHaveText(String(total), { timeout: 30_000 });
+  await expect(page.locator('tr[data-version="v2"]').getByTestId('requests')).toHaveText(String(got.get('v2')!.responses));
+  expect(await page.evaluate(() => (window as any).__stillHere === true)).toBe(true);
+});

@@ -77,6 +77,68 @@ fn counts(report: &LoadReport, policy: &str, version: &str) -> (u64, u64) {
         .unwrap_or_default()
 }
 
+/// Checks the Prometheus text format: every family has HELP and TYPE before its samples, every
+/// sample is `name{labels} number`, histogram buckets are cumulative and `+Inf` equals `_count`.
+fn check_exposition(text: &str) {
+    use std::collections::HashMap;
+    let mut typed: HashMap<String, String> = HashMap::new();
+    let mut last_bucket: HashMap<String, f64> = HashMap::new();
+    let mut inf: HashMap<String, f64> = HashMap::new();
+    let mut count: HashMap<String, f64> = HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(matches!(kind, "counter" | "gauge" | "histogram"), "{line}");
+            typed.insert(name.to_string(), kind.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {line}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => {
+                assert!(l.ends_with('}'), "{line}");
+                (n, &l[..l.len() - 1])
+            }
+            None => (series, ""),
+        };
+        for pair in labels.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or_else(|| panic!("{line}"));
+            assert!(
+                k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{line}"
+            );
+            assert!(v.starts_with('"') && v.ends_with('"'), "{line}");
+        }
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                name.strip_suffix(suffix)
+                    .filter(|f| typed.get(*f).is_some_and(|k| k == "histogram"))
+            })
+            .unwrap_or(name);
+        assert!(typed.contains_key(family), "sample before its TYPE: {line}");
+        if name.ends_with("_bucket") {
+            let key = labels.rsplit_once(",le=").unwrap().0.to_string();
+            let prev = last_bucket.insert(key.clone(), value).unwrap_or(0.0);
+            assert!(value >= prev, "buckets must be cumulative: {line}");
+            if labels.ends_with("le=\"+Inf\"") {
+                inf.insert(key, value);
+            }
+        } else if name.ends_with("_count") && family != name {
+            count.insert(labels.to_string(), value);
+        }
+    }
+    assert!(!inf.is_empty());
+    assert_eq!(inf, count, "+Inf bucket equals _count for every series");
+}
+
 async fn traffic_shows_up(base: String) {
     let policy = "demo-payment-api"; // seeded: v1 stable, v2 canary at 12.5 %
     let (_, before) = text(&format!("{base}/policies/{policy}")).await;
@@ -106,6 +168,7 @@ async fn traffic_shows_up(base: String) {
         assert!(metrics.contains(&line), "missing in /metrics: {line}");
     }
     assert!(metrics.contains("apx_canary_store_calls_total{op=\"list\"}"));
+    check_exposition(&metrics);
     assert!(metrics.contains("apx_canary_snapshot_age_seconds "));
 
     // The page reads the store: wait for the flush, then every number must match.

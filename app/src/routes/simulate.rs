@@ -110,6 +110,13 @@ fn simulator_view(
         .map(|v| v.to_string())
         .unwrap_or_else(|| "none".into());
     let salt = config.salt.clone();
+    // The tenant list is applied 120 ms after the last keystroke: typing or a browser that sends
+    // one input event per pasted line does not recompute (and hash every tenant) each time.
+    let applied = RwSignal::new(tenants_text.clone());
+    let mut apply = leptos::leptos_dom::helpers::debounce(
+        std::time::Duration::from_millis(120),
+        move |_: ()| applied.set(tenants_input.get_untracked()),
+    );
     let results = move || {
         let share_text = share_input.get();
         let share = if share_text.trim().is_empty() {
@@ -117,7 +124,7 @@ fn simulator_view(
         } else {
             BasisPoints::parse(&share_text)
         };
-        let input = tenants_input.with(|t| parse_tenants(t));
+        let input = applied.with(|t| parse_tenants(t));
         view! {
             {share.as_ref().err().map(|e| view! { <p class="flash error" role="alert">{e.to_string()}</p> })}
             {(!input.invalid.is_empty()).then(|| view! {
@@ -127,7 +134,7 @@ fn simulator_view(
             {share.ok().map(|proposed| result_view(&config, proposed, &input.tenants, has_canary))}
         }
     };
-    let on_file = move |ev: leptos::ev::Event| read_file(ev, tenants_input);
+    let on_file = move |ev: leptos::ev::Event| read_file(ev, [tenants_input, applied]);
     view! {
         <nav class="crumbs"><a href="/">"Policies"</a> " / " <a href=format!("/policies/{name}")>{name.clone()}</a> " / simulate"</nav>
         <h1>"Simulate " {name.clone()}</h1>
@@ -140,7 +147,10 @@ fn simulator_view(
                 on:input=move |ev| share_input.set(event_target_value(&ev))/>
             <label for="sim-tenants">"Tenant ids (one per line, or a CSV whose first column is the tenant)"</label>
             <textarea id="sim-tenants" name="tenants" rows="8"
-                on:input=move |ev| tenants_input.set(event_target_value(&ev))>{tenants_text.clone()}</textarea>
+                on:input=move |ev| {
+                    tenants_input.set(event_target_value(&ev));
+                    apply(());
+                }>{tenants_text.clone()}</textarea>
             <button type="submit">"Simulate"</button>
         </form>
         <form method="post" enctype="multipart/form-data" action=format!("/policies/{name}/simulate/upload") class="card">
@@ -247,7 +257,7 @@ fn bucket_figure(
 
 /// Once hydrated, a chosen file is read in the browser straight into the tenant list.
 #[cfg(feature = "hydrate")]
-fn read_file(ev: leptos::ev::Event, tenants: RwSignal<String>) {
+fn read_file(ev: leptos::ev::Event, tenants: [RwSignal<String>; 2]) {
     use wasm_bindgen::JsCast;
     let Some(input) = ev
         .target()
@@ -260,13 +270,16 @@ fn read_file(ev: leptos::ev::Event, tenants: RwSignal<String>) {
     };
     leptos::task::spawn_local(async move {
         if let Ok(text) = wasm_bindgen_futures::JsFuture::from(file.text()).await {
-            tenants.set(text.as_string().unwrap_or_default());
+            let text = text.as_string().unwrap_or_default();
+            for signal in tenants {
+                signal.set(text.clone());
+            }
         }
     });
 }
 
 #[cfg(not(feature = "hydrate"))]
-fn read_file(_ev: leptos::ev::Event, _tenants: RwSignal<String>) {}
+fn read_file(_ev: leptos::ev::Event, _tenants: [RwSignal<String>; 2]) {}
 
 #[cfg(test)]
 mod tests {
