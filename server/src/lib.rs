@@ -78,9 +78,12 @@ pub async fn app_state(
     // Each process writes its own documents, even when a restarted container comes back with the
     // same host name and pid within the same minute: the start time makes the key unique, so a
     // new process never overwrites (and so loses) what the previous one wrote.
+    // (A second state in the same process, as in tests, gets a sequence number too.)
+    static STATES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let started = jiff::Timestamp::now().as_millisecond();
+    let n = STATES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let recorder = Arc::new(TrafficRecorder::new(
-        &format!("{}-{started:x}", traffic.replica),
+        &format!("{}-{started:x}-{n}", traffic.replica),
         TrafficRecorder::DEFAULT_MAX_PENDING,
     ));
     recorder.spawn_flusher(store.clone(), traffic.flush_every, traffic.retention);

@@ -367,3 +367,44 @@ async fn decision_and_outcome_api() {
     let (base, _dir) = embedded().await;
     decision_api(base).await;
 }
+
+/// Two replicas on one Firestore project: each records what it served, and either one's page
+/// shows the sum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_are_summed_on_the_page() {
+    assert!(
+        std::env::var("FIRESTORE_EMULATOR_HOST").is_ok(),
+        "FIRESTORE_EMULATOR_HOST is not set: run the tests with `./dev test`, which starts the emulator"
+    );
+    let project = format!("server-replicas-{}", std::process::id());
+    let connect = || async {
+        FirestoreStore::connect(&project, Duration::from_secs(10))
+            .await
+            .unwrap()
+    };
+    let a = serve(connect().await).await;
+    let b = serve(connect().await).await;
+    let policy = "demo-search-api";
+    let mut total = 0;
+    for base in [&a, &b] {
+        let mut args = args(base, policy);
+        args.seconds = 1;
+        let report = server::loadgen::run(&args).await.unwrap();
+        assert_eq!(report.failed, 0);
+        total += report.responses();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for base in [&a, &b] {
+        loop {
+            let (_, page) = text(&format!("{base}/policies/{policy}")).await;
+            if page.contains(&format!("data-test=\"traffic-requests\">{total}<")) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{base} never showed both replicas' {total} requests"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
