@@ -83,6 +83,10 @@ pub async fn policy_traffic(
         .traffic(Some(&name), from, to)
         .await
         .map_err(err)?;
+    let through = splitter::traffic::written_through(&docs)
+        .into_iter()
+        .map(|((_, m), t)| (m, t))
+        .collect();
     let minutes = splitter::traffic::sum_replicas(docs)
         .into_iter()
         .map(|((_, m), v)| (m, v))
@@ -92,6 +96,7 @@ pub async fn policy_traffic(
         config: &config,
         events: &events,
         minutes: &minutes,
+        through: &through,
         window,
         now,
     });

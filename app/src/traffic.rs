@@ -135,6 +135,9 @@ pub struct TrafficInput<'a> {
     pub events: &'a [AuditEvent],
     /// Per minute, per version, summed over replicas.
     pub minutes: &'a BTreeMap<i64, BTreeMap<String, VersionTraffic>>,
+    /// Per minute, when the newest totals were taken (Unix seconds; see
+    /// [`splitter::traffic::written_through`]).
+    pub through: &'a BTreeMap<i64, i64>,
     pub window: Window,
     pub now: jiff::Timestamp,
 }
@@ -144,8 +147,13 @@ pub fn build(input: &TrafficInput<'_>) -> TrafficPage {
     let config = input.config;
     let now_minute = splitter::traffic::minute_of(input.now);
     let from = now_minute - input.window.minutes() + 1;
-    let seconds_into_minute = (input.now.as_second() - now_minute * 60).max(1) as f64;
-    // Seconds a minute's counts cover: the current minute is still filling.
+    // Seconds the current minute's counts cover: up to when they were written (replicas flush
+    // every few seconds), not up to now — dividing by "now" would show a dip at every flush lag.
+    let seconds_into_minute = match input.through.get(&now_minute) {
+        Some(&t) => t - now_minute * 60,
+        None => input.now.as_second() - now_minute * 60,
+    }
+    .clamp(1, 60) as f64;
     let span = |m: i64| {
         if m == now_minute {
             seconds_into_minute
@@ -439,7 +447,6 @@ mod tests {
 
     #[test]
     fn numbers_and_charts_follow_the_recorded_minutes_and_the_trail() {
-        let now = jiff::Timestamp::from_second(1_000 * 60 + 30).unwrap();
         let before = config(1000);
         let after = config(2500);
         let event = AuditEvent {
@@ -477,8 +484,9 @@ mod tests {
             config: &after,
             events: std::slice::from_ref(&event),
             minutes: &minutes,
+            through: &[(1000, 1000 * 60 + 30)].into(),
             window: Window::M15,
-            now,
+            now: jiff::Timestamp::from_second(1000 * 60 + 40).unwrap(),
         });
         assert_eq!((page.from_minute, page.to_minute), (986, 1000));
         assert_eq!(page.requests, 200);
@@ -488,7 +496,8 @@ mod tests {
         assert_eq!((v2.version.as_str(), v2.role.as_str()), ("v2", "canary"));
         assert_eq!((v2.requests, v2.errors), (35, 2));
         assert_eq!(v2.error_rate, Some(2.0 / 35.0));
-        // 14 whole minutes and 30 s of the current one.
+        // 14 whole minutes and the 30 s of the current one the store's totals cover (the page
+        // is read 10 s later).
         assert!((v2.rps - 35.0 / (14.0 * 60.0 + 30.0)).abs() < 1e-9);
         assert!(v2.p50_ms.is_some_and(|p| (8.0..12.0).contains(&p)));
         let ids: Vec<&str> = page.charts.iter().map(|c| c.id.as_str()).collect();
@@ -525,6 +534,7 @@ mod tests {
             config: &c,
             events: &[],
             minutes: &minutes,
+            through: &BTreeMap::new(),
             window: Window::H24,
             now,
         });
@@ -544,6 +554,7 @@ mod tests {
             config: &c,
             events: &[],
             minutes: &BTreeMap::new(),
+            through: &BTreeMap::new(),
             window: Window::H24,
             now: jiff::Timestamp::from_second(10_000 * 60).unwrap(),
         });

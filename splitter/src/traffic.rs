@@ -114,6 +114,10 @@ pub struct TrafficMinute {
     pub minute: i64,
     pub replica: String,
     pub versions: BTreeMap<String, VersionTraffic>,
+    /// When these totals were taken (Unix seconds): they cover the minute up to then. Lets a
+    /// reader rate the still-filling current minute by the seconds it really covers.
+    #[serde(default)]
+    pub written_at: i64,
 }
 
 impl TrafficMinute {
@@ -126,6 +130,18 @@ impl TrafficMinute {
 /// The minute (since the Unix epoch) that `t` falls in.
 pub fn minute_of(t: jiff::Timestamp) -> i64 {
     t.as_second().div_euclid(60)
+}
+
+/// Per (policy, minute): the latest time any replica's totals were taken.
+pub fn written_through(docs: &[TrafficMinute]) -> BTreeMap<(String, i64), i64> {
+    let mut out: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for d in docs {
+        let t = out
+            .entry((d.policy.clone(), d.minute))
+            .or_insert(d.written_at);
+        *t = (*t).max(d.written_at);
+    }
+    out
 }
 
 /// Sums replicas: per (policy, minute), per version.
@@ -378,6 +394,7 @@ mod recorder {
         /// (before `now_minute - 1`) that are fully written are forgotten. Returns how many
         /// documents were written.
         pub async fn flush(&self, store: &dyn ConfigStore, now_minute: i64) -> Result<usize> {
+            let written_at = jiff::Timestamp::now().as_second();
             let batch: Vec<(u64, u64, TrafficMinute)> = {
                 let state = self.state.lock().unwrap();
                 state
@@ -394,6 +411,7 @@ mod recorder {
                                 minute,
                                 replica: self.replica.clone(),
                                 versions: e.versions.clone(),
+                                written_at,
                             },
                         )
                     })
@@ -580,7 +598,10 @@ mod tests {
                 },
             )]
             .into(),
+            written_at: 420 + n as i64,
         };
+        let through = written_through(&[doc("a", 3), doc("b", 4)]);
+        assert_eq!(through[&("p".to_string(), 7)], 424);
         let sum = sum_replicas([doc("a", 3), doc("b", 4)]);
         assert_eq!(sum[&("p".to_string(), 7)]["v1"].requests, 7);
         assert_eq!(sanitize_replica("Web_1.local"), "web-1-local");

@@ -601,6 +601,7 @@ mod suite {
                 minute,
                 replica: replica.into(),
                 versions: [("v1.2+b".to_string(), t.clone()), ("v2".to_string(), t)].into(),
+                written_at: minute * 60 + 30,
             }
         };
         let base = 29_000_000;

@@ -39,6 +39,8 @@ struct TrafficDoc {
     minute: i64,
     replica: String,
     versions: Vec<VersionRow>,
+    #[serde(default)]
+    written_at: i64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -71,6 +73,7 @@ impl From<&TrafficMinute> for TrafficDoc {
                     latency_sum_us: to_i64(t.latency_sum_us),
                 })
                 .collect(),
+            written_at: m.written_at,
         }
     }
 }
@@ -97,6 +100,7 @@ impl From<TrafficDoc> for TrafficMinute {
                     )
                 })
                 .collect(),
+            written_at: d.written_at,
         }
     }
 }
