@@ -1,6 +1,7 @@
 //! The routing layer's added cost per request: the same axum router with and without
 //! `CanaryLayer` (decision + response headers), and with the traffic recorder attached, all in
-//! the same run. Tenants cycle through 1 000 ids so buckets are really computed.
+//! the same run, and once more with a tracing subscriber listening (the `canary` span is then
+//! real work). Tenants cycle through 1 000 ids so buckets are really computed.
 //! Run: cargo bench -p server --bench layer
 
 use axum::body::Body;
@@ -69,6 +70,20 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // The server's own subscriber (fmt at info), writing to nowhere: what the `canary` span costs
+    // when someone listens.
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .with_env_filter("info")
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    g.bench_function("with_layer_and_recorder_and_subscriber", |b| {
+        b.to_async(&rt).iter(|| async {
+            let res = recorded.clone().oneshot(request()).await.unwrap();
+            assert!(res.status().is_success());
+            res
+        })
+    });
     g.finish();
 }
 
