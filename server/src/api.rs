@@ -110,9 +110,8 @@ async fn decision(
 ) -> Result<Response, ApiError> {
     let config = routed_policy(&state, &name)?;
     let tenant = tenant_field(q.tenant.as_deref())?;
-    let d = state
-        .splitter
-        .select_version(config.policy_name.as_str(), Some(tenant));
+    // From the config read above, so the answer and its `revision` always belong together.
+    let d = splitter::decide(Some(&config), Some(tenant));
     state
         .recorder
         .decided(config.policy_name.as_str(), &d, "api");
