@@ -264,18 +264,28 @@ pub fn build(input: &TrafficInput<'_>) -> TrafficPage {
     let version_names: Vec<&String> = totals.keys().collect();
     let mut rate_series = Vec::new();
     let mut error_series = Vec::new();
+    let mut latency_series = Vec::new();
     for v in &version_names {
         let role = series_role(v, &mut others);
         let mut rates = Vec::new();
         let mut errors = Vec::new();
+        let mut p95 = Vec::new();
         for (s, (seconds, vs)) in &per_step {
             if let Some(t) = vs.get(v.as_str()) {
                 rates.push((*s, t.requests as f64 / seconds.max(1.0)));
                 if let Some(r) = t.error_rate() {
                     errors.push((*s, r));
                 }
+                if let Some(q) = t.quantile(0.95) {
+                    p95.push((*s, q.as_secs_f64() * 1000.0));
+                }
             }
         }
+        latency_series.push(Series {
+            label: label(v),
+            role,
+            points: p95,
+        });
         rate_series.push(Series {
             label: label(v),
             role,
@@ -317,6 +327,25 @@ pub fn build(input: &TrafficInput<'_>) -> TrafficPage {
                     r.errors,
                     r.requests,
                     r.error_rate.map_or("—".into(), fmt_pct)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let latency_alt = if versions.is_empty() {
+        format!("No requests recorded in the last {window_text}.")
+    } else {
+        versions
+            .iter()
+            .map(|r| {
+                let ms = |x: Option<f64>| x.map_or("—".into(), |x| format!("{x:.2} ms"));
+                format!(
+                    "{} ({}): p50 {}, p95 {}, p99 {} over the window",
+                    r.version,
+                    r.role,
+                    ms(r.p50_ms),
+                    ms(r.p95_ms),
+                    ms(r.p99_ms)
                 )
             })
             .collect::<Vec<_>>()
@@ -378,6 +407,17 @@ pub fn build(input: &TrafficInput<'_>) -> TrafficPage {
                 true,
             ),
             error_alt,
+        ),
+        (
+            chart(
+                "latency",
+                format!("p95 latency by version, last {window_text}"),
+                "p95 latency (ms)",
+                latency_series,
+                1.0,
+                false,
+            ),
+            latency_alt,
         ),
         (
             chart(
@@ -501,8 +541,19 @@ mod tests {
         assert!((v2.rps - 35.0 / (14.0 * 60.0 + 30.0)).abs() < 1e-9);
         assert!(v2.p50_ms.is_some_and(|p| (8.0..12.0).contains(&p)));
         let ids: Vec<&str> = page.charts.iter().map(|c| c.id.as_str()).collect();
-        assert_eq!(ids, ["rps", "errors", "share"]);
-        let share = &page.charts[2];
+        assert_eq!(ids, ["rps", "errors", "latency", "share"]);
+        let latency = &page.charts[2];
+        assert!(latency.svg.contains("p95 latency (ms)"));
+        // Every request took 10 ms: the estimate lies in its bucket (9.05–12.8 ms).
+        assert!(
+            v2.p95_ms.is_some_and(|p| (9.05..=12.8).contains(&p)),
+            "{:?}",
+            v2.p95_ms
+        );
+        assert!(latency
+            .alt
+            .contains(&format!("v2 (canary): p50 {:.2} ms", v2.p50_ms.unwrap())));
+        let share = &page.charts[3];
         assert!(share.svg.contains("share 25%"), "the change is marked");
         assert!(share.svg.contains("configured") && share.svg.contains("observed"));
         assert!(share.alt.contains("17.50%") && share.alt.contains("25.00%"));
@@ -542,7 +593,7 @@ mod tests {
         assert_eq!(page.versions[1].errors, 1440);
         assert_eq!(page.observed_share, Some(0.1));
         let bytes: usize = page.charts.iter().map(|c| c.svg.len()).sum();
-        assert!(bytes < 80_000, "three 24-hour charts take {bytes} bytes");
+        assert!(bytes < 100_000, "four 24-hour charts take {bytes} bytes");
         // Full 5-minute steps run at 100 requests per minute: 1.5 and 0.17 per second.
         assert!(page.charts[0].svg.contains("v1 (stable)"));
     }

@@ -54,6 +54,8 @@ test('load-generator traffic shows up per version in the numbers, the charts and
   await expect(rps.locator('[role="img"]')).toHaveAttribute('aria-label', new RegExp(`v2 \\(canary\\): ${canary.responses} requests`));
   await expect(page.getByTestId('chart-errors').locator('figcaption'))
     .toContainText(`v2 (canary): ${canary.errors} of ${canary.responses} requests failed with 5xx`);
+  await expect(page.getByTestId('chart-latency').locator('svg')).toContainText('p95 latency (ms)');
+  await expect(page.getByTestId('chart-latency').locator('figcaption')).toContainText(/v2 \(canary\): p50 [0-9.]+ ms, p95/);
   await expect(page.getByTestId('chart-share').locator('svg')).toContainText('configured');
 
   // /metrics agrees.

@@ -196,6 +196,7 @@ async fn traffic_shows_up(base: String) {
     for text in [
         "Requests per second by version, last 15 min",
         "Error rate (5xx) by version",
+        "p95 latency by version, last 15 min",
         "observed (canary / all requests)",
         "v1 (stable)",
         "v2 (canary)",
