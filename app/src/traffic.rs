@@ -300,57 +300,41 @@ pub fn build(input: &TrafficInput<'_>) -> TrafficPage {
 
     let window_text = input.window.label();
     let fmt_pct = |x: f64| format!("{:.2}%", x * 100.0);
-    let rate_alt = if versions.is_empty() {
-        format!("No requests recorded in the last {window_text}.")
-    } else {
-        versions
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} ({}): {} requests, {:.2} per second on average",
-                    r.version, r.role, r.requests, r.rps
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
+    // A text alternative: one sentence part per version, or the window is empty.
+    let per_version = |part: &dyn Fn(&VersionRow) -> String| {
+        if versions.is_empty() {
+            format!("No requests recorded in the last {window_text}.")
+        } else {
+            versions.iter().map(part).collect::<Vec<_>>().join("; ")
+        }
     };
-    let error_alt = if versions.is_empty() {
-        format!("No requests recorded in the last {window_text}.")
-    } else {
-        versions
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} ({}): {} of {} requests failed with 5xx ({})",
-                    r.version,
-                    r.role,
-                    r.errors,
-                    r.requests,
-                    r.error_rate.map_or("—".into(), fmt_pct)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
-    let latency_alt = if versions.is_empty() {
-        format!("No requests recorded in the last {window_text}.")
-    } else {
-        versions
-            .iter()
-            .map(|r| {
-                let ms = |x: Option<f64>| x.map_or("—".into(), |x| format!("{x:.2} ms"));
-                format!(
-                    "{} ({}): p50 {}, p95 {}, p99 {} over the window",
-                    r.version,
-                    r.role,
-                    ms(r.p50_ms),
-                    ms(r.p95_ms),
-                    ms(r.p99_ms)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
+    let rate_alt = per_version(&|r| {
+        format!(
+            "{} ({}): {} requests, {:.2} per second on average",
+            r.version, r.role, r.requests, r.rps
+        )
+    });
+    let error_alt = per_version(&|r| {
+        format!(
+            "{} ({}): {} of {} requests failed with 5xx ({})",
+            r.version,
+            r.role,
+            r.errors,
+            r.requests,
+            r.error_rate.map_or("—".into(), fmt_pct)
+        )
+    });
+    let latency_alt = per_version(&|r| {
+        let ms = |x: Option<f64>| x.map_or("—".into(), |x| format!("{x:.2} ms"));
+        format!(
+            "{} ({}): p50 {}, p95 {}, p99 {} over the window",
+            r.version,
+            r.role,
+            ms(r.p50_ms),
+            ms(r.p95_ms),
+            ms(r.p99_ms)
+        )
+    });
     let observed_share = (all_requests > 0).then(|| canary_requests as f64 / all_requests as f64);
     let configured_share = share_of(Some(config));
     let share_alt = format!(

@@ -116,16 +116,7 @@ async fn decision(
         .recorder
         .decided(config.policy_name.as_str(), &d, "api");
     let mut r = Json(decision_json(&config, tenant, &d)).into_response();
-    let h = r.headers_mut();
-    h.insert(
-        splitter::layer::CANARY_HEADER,
-        HeaderValue::from_static(if d.is_canary { "true" } else { "false" }),
-    );
-    if d.is_canary {
-        if let Ok(v) = HeaderValue::from_str(d.version.as_str()) {
-            h.insert(splitter::layer::CANARY_VERSION_HEADER, v);
-        }
-    }
+    splitter::layer::mark_response(r.headers_mut(), &d);
     Ok(r)
 }
 

@@ -22,6 +22,20 @@ use std::time::{Duration, Instant};
 pub const CANARY_HEADER: &str = "x-apx-canary";
 pub const CANARY_VERSION_HEADER: &str = "x-apx-canary-version";
 
+/// Sets `X-Apx-Canary: true|false` and, on canary, `X-Apx-Canary-Version` (the layer's
+/// responses and the JSON decision API mark the same way).
+pub fn mark_response(headers: &mut http::HeaderMap, decision: &Decision) {
+    headers.insert(
+        HeaderName::from_static(CANARY_HEADER),
+        HeaderValue::from_static(if decision.is_canary { "true" } else { "false" }),
+    );
+    if decision.is_canary {
+        if let Ok(v) = HeaderValue::from_str(decision.version.as_str()) {
+            headers.insert(HeaderName::from_static(CANARY_VERSION_HEADER), v);
+        }
+    }
+}
+
 /// Where the layer finds the policy of a request.
 #[derive(Debug, Clone)]
 pub enum PolicySource {
@@ -209,16 +223,7 @@ where
             Poll::Ready(Ok(r)) => r,
         };
         if let Some((policy, decision)) = this.routed.take() {
-            let headers = response.headers_mut();
-            headers.insert(
-                HeaderName::from_static(CANARY_HEADER),
-                HeaderValue::from_static(if decision.is_canary { "true" } else { "false" }),
-            );
-            if decision.is_canary {
-                if let Ok(v) = HeaderValue::from_str(decision.version.as_str()) {
-                    headers.insert(HeaderName::from_static(CANARY_VERSION_HEADER), v);
-                }
-            }
+            mark_response(response.headers_mut(), &decision);
             if let Some(recorder) = this.recorder {
                 recorder.record(
                     policy.name(),

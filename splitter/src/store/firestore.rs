@@ -17,7 +17,7 @@ use crate::traffic::{TrafficMinute, VersionTraffic};
 use firestore::errors::FirestoreError;
 use firestore::{
     FirestoreDb, FirestoreDbOptions, FirestoreInstant, FirestoreListener, FirestoreListenerTarget,
-    FirestoreMemListenStateStorage, FirestoreWritePrecondition,
+    FirestoreMemListenStateStorage, FirestoreTransaction, FirestoreWritePrecondition,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -370,6 +370,23 @@ impl FirestoreStore {
         Ok((Some(config), time))
     }
 
+    /// Commits one write per item, in transactions of at most [`TRAFFIC_CHUNK`] writes.
+    async fn commit_chunked<T>(
+        &self,
+        items: &[T],
+        queue: impl for<'t> Fn(&T, &mut FirestoreTransaction<'t>) -> firestore::FirestoreResult<()>,
+    ) -> Result<()> {
+        for chunk in items.chunks(TRAFFIC_CHUNK) {
+            let mut tx = self.db.begin_transaction().await.map_err(unavailable)?;
+            if let Err(e) = chunk.iter().try_for_each(|item| queue(item, &mut tx)) {
+                tx.rollback().await.ok();
+                return Err(unavailable(e));
+            }
+            tx.commit().await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
     pub fn db(&self) -> &FirestoreDb {
         &self.db
     }
@@ -499,25 +516,17 @@ impl ConfigStore for FirestoreStore {
     }
 
     async fn put_traffic(&self, minutes: &[TrafficMinute]) -> Result<()> {
-        for chunk in minutes.chunks(TRAFFIC_CHUNK) {
-            let mut tx = self.db.begin_transaction().await.map_err(unavailable)?;
-            for m in chunk {
-                let queued = self
-                    .db
-                    .fluent()
-                    .update()
-                    .in_col(TRAFFIC)
-                    .document_id(m.key())
-                    .object(&TrafficDoc::from(m))
-                    .add_to_transaction(&mut tx);
-                if let Err(e) = queued {
-                    tx.rollback().await.ok();
-                    return Err(unavailable(e));
-                }
-            }
-            tx.commit().await.map_err(unavailable)?;
-        }
-        Ok(())
+        self.commit_chunked(minutes, |m, tx| {
+            self.db
+                .fluent()
+                .update()
+                .in_col(TRAFFIC)
+                .document_id(m.key())
+                .object(&TrafficDoc::from(m))
+                .add_to_transaction(tx)
+                .map(|_| ())
+        })
+        .await
     }
 
     async fn traffic(
@@ -561,23 +570,16 @@ impl ConfigStore for FirestoreStore {
             .into_iter()
             .map(|d| TrafficMinute::from(d).key())
             .collect();
-        for chunk in keys.chunks(TRAFFIC_CHUNK) {
-            let mut tx = self.db.begin_transaction().await.map_err(unavailable)?;
-            for key in chunk {
-                let queued = self
-                    .db
-                    .fluent()
-                    .delete()
-                    .from(TRAFFIC)
-                    .document_id(key)
-                    .add_to_transaction(&mut tx);
-                if let Err(e) = queued {
-                    tx.rollback().await.ok();
-                    return Err(unavailable(e));
-                }
-            }
-            tx.commit().await.map_err(unavailable)?;
-        }
+        self.commit_chunked(&keys, |key, tx| {
+            self.db
+                .fluent()
+                .delete()
+                .from(TRAFFIC)
+                .document_id(key)
+                .add_to_transaction(tx)
+                .map(|_| ())
+        })
+        .await?;
         Ok(keys.len())
     }
 }
