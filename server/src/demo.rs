@@ -2,7 +2,7 @@
 //! dashboard) can send traffic that shows up per version: `ANY /demo/{policy}[/…]` with
 //! `X-Tenant-ID`. Query parameters make canary misbehave on purpose:
 //! `canary_error_rate` (0–1, share of canary requests answered 503), `latency_ms` and
-//! `canary_latency_ms` (mean handler time, jittered ±50 %).
+//! `canary_latency_ms` (mean handler time, 0–5000, jittered ±50 %).
 
 use crate::ServerState;
 use app::state::AppState;
@@ -69,6 +69,18 @@ async fn serve(
         )
             .into_response();
     }
+    for (field, ms) in [
+        ("latency_ms", q.latency_ms),
+        ("canary_latency_ms", q.canary_latency_ms),
+    ] {
+        if ms.is_some_and(|ms| ms > 5_000) {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "error": format!("{field}: {} is more than 5000", ms.unwrap_or(0)) })),
+            )
+                .into_response();
+        }
+    }
     let Some(Extension(d)) = decision else {
         return Json(json!({ "routed": false })).into_response();
     };
@@ -78,7 +90,7 @@ async fn serve(
         q.latency_ms
     };
     if let Some(ms) = mean.filter(|&ms| ms > 0) {
-        let ms = ms.min(5_000) as f64 * (0.5 + next_uniform());
+        let ms = ms as f64 * (0.5 + next_uniform());
         tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
     }
     let body =

@@ -31,7 +31,7 @@ pub struct LoadArgs {
     /// Share of canary requests the demo service answers with 503 (0–1).
     #[arg(long, default_value_t = 0.0)]
     pub canary_error_rate: f64,
-    /// Mean handler time for every request, in ms (jittered ±50 %).
+    /// Mean handler time for every request, in ms, 0–5000 (jittered ±50 %).
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
     /// Mean handler time for canary requests, in ms (default: --latency-ms).
@@ -73,6 +73,14 @@ impl LoadArgs {
                 "--canary-error-rate: {} is outside 0–1",
                 self.canary_error_rate
             ));
+        }
+        for (flag, ms) in [
+            ("--latency-ms", Some(self.latency_ms)),
+            ("--canary-latency-ms", self.canary_latency_ms),
+        ] {
+            if ms.is_some_and(|ms| ms > 5_000) {
+                return Err(format!("{flag}: {} is more than 5000", ms.unwrap_or(0)));
+            }
         }
         if !(1..=1024).contains(&self.concurrency) {
             return Err(format!(
@@ -302,5 +310,11 @@ mod tests {
         let mut bad = args("http://127.0.0.1:1");
         bad.canary_error_rate = 1.5;
         assert!(bad.validate().unwrap_err().contains("--canary-error-rate"));
+        let mut slow = args("http://127.0.0.1:1");
+        slow.canary_latency_ms = Some(9_000);
+        assert!(slow
+            .validate()
+            .unwrap_err()
+            .contains("--canary-latency-ms: 9000 is more than 5000"));
     }
 }

@@ -332,6 +332,19 @@ async fn decision_api(base: String) {
         assert_eq!(status, 422, "{bad}");
         assert!(body.contains(why), "{bad}: {body}");
     }
+    // The demo service checks its settings too (these are served requests: recorded).
+    for (query, why) in [
+        (
+            "canary_error_rate=1.5",
+            "canary_error_rate: 1.5 must be between 0 and 1",
+        ),
+        ("latency_ms=6000", "latency_ms: 6000 is more than 5000"),
+        ("latency_ms=abc", "latency_ms"),
+    ] {
+        let (status, body) = text(&format!("{base}/demo/demo-payment-api?{query}")).await;
+        assert_eq!(status, 422, "{query}");
+        assert!(body.contains(why), "{query}: {body}");
+    }
 }
 
 async fn embedded() -> (String, tempfile::TempDir) {
