@@ -7,6 +7,7 @@
 
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use splitter::VersionRole;
 
 pub const STABLE: RGBColor = RGBColor(0x1d, 0x5f, 0xd1);
 pub const CANARY: RGBColor = RGBColor(0xb4, 0x53, 0x09);
@@ -21,10 +22,8 @@ const MARKER: RGBColor = RGBColor(0x99, 0x1b, 0x1b);
 /// What a series stands for, which fixes its colour and line style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    Stable,
-    Canary,
-    /// A version that is neither now (an earlier one, seen in the window).
-    Other(usize),
+    /// A version's series; `nth` tells earlier versions apart (their colours cycle).
+    Version { role: VersionRole, nth: usize },
     /// The configured share (a step line).
     Configured,
 }
@@ -60,9 +59,18 @@ const H: u32 = 280;
 
 fn style_of(role: Role) -> (RGBColor, bool) {
     match role {
-        Role::Stable => (STABLE, false),
-        Role::Canary => (CANARY, true),
-        Role::Other(i) => (OTHERS[i % OTHERS.len()], false),
+        Role::Version {
+            role: VersionRole::Stable,
+            ..
+        } => (STABLE, false),
+        Role::Version {
+            role: VersionRole::Canary,
+            ..
+        } => (CANARY, true),
+        Role::Version {
+            role: VersionRole::Earlier,
+            nth,
+        } => (OTHERS[nth % OTHERS.len()], false),
         Role::Configured => (INK, true),
     }
 }
@@ -320,12 +328,18 @@ mod tests {
             series: vec![
                 Series {
                     label: "v1 (stable)".into(),
-                    role: Role::Stable,
+                    role: Role::Version {
+                        role: VersionRole::Stable,
+                        nth: 0,
+                    },
                     points: (100..=160).map(|m| (m, 5.0)).collect(),
                 },
                 Series {
                     label: "v2 (canary)".into(),
-                    role: Role::Canary,
+                    role: Role::Version {
+                        role: VersionRole::Canary,
+                        nth: 0,
+                    },
                     points: vec![(130, 1.0), (131, 2.0), (150, 3.0)],
                 },
             ],

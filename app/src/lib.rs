@@ -2,6 +2,7 @@
 //! The APX Canary dashboard: pages (`routes/`), reusable pieces (`components/`), plain data and
 //! its formatting (`model`), and the server functions that read the store (`server_fns`).
 
+pub mod actions;
 pub mod charts;
 pub mod components;
 pub mod live;
@@ -73,4 +74,6 @@ pub fn App() -> impl IntoView {
 pub fn hydrate() {
     console_error_panic_hook::set_once();
     leptos::mount::hydrate_body(App);
+    // Observable for tools and tests: the page is interactive now.
+    live::mark("data-hydrated", "true");
 }

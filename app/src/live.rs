@@ -30,11 +30,28 @@ fn connect(version: RwSignal<u64>) {
     let on_message =
         Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_: web_sys::MessageEvent| {
             version.update(|v| *v += 1);
+            mark("data-store-version", &version.get_untracked().to_string());
         });
+    // Observable state for tools and tests: whether the stream is open, and how many changes
+    // it delivered (`<html data-live="open" data-store-version="3">`).
+    let on_open = Closure::<dyn FnMut()>::new(move || mark("data-live", "open"));
+    let on_error = Closure::<dyn FnMut()>::new(move || mark("data-live", "reconnecting"));
     source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-    // Both live as long as the page: the browser reconnects the stream by itself.
+    source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    // All live as long as the page: the browser reconnects the stream by itself.
     on_message.forget();
+    on_open.forget();
+    on_error.forget();
     std::mem::forget(source);
+}
+
+/// Sets an attribute on `<html>`.
+#[cfg(feature = "hydrate")]
+pub fn mark(attribute: &str, value: &str) {
+    if let Some(root) = document().document_element() {
+        let _ = root.set_attribute(attribute, value);
+    }
 }
 
 #[cfg(not(feature = "hydrate"))]

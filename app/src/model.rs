@@ -10,6 +10,23 @@ pub struct PolicyPage {
     pub events: Vec<AuditEvent>,
 }
 
+/// The answer of a live refresh of the policy page, with the name of the policy it was asked
+/// for: by the time it arrives, the page may show another policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveRefresh {
+    pub name: String,
+    pub page: Option<PolicyPage>,
+}
+
+impl LiveRefresh {
+    /// Whether this answer replaces what the page shows now: the policy `current` at revision
+    /// `shown`. Only an answer for that very policy does, and only when its revision differs
+    /// (so a half-filled form survives changes elsewhere).
+    pub fn replaces(&self, current: &str, shown: Option<u64>) -> bool {
+        self.name == current && self.page.as_ref().map(|p| p.config.revision) != shown
+    }
+}
+
 /// A human-friendly "how long ago" for a timestamp, relative to `now`.
 pub fn ago(then: jiff::Timestamp, now: jiff::Timestamp) -> String {
     let secs = now.as_second() - then.as_second();
@@ -91,6 +108,29 @@ mod tests {
             "policy-0999",
             "newest change first"
         );
+    }
+
+    #[test]
+    fn a_live_refresh_never_replaces_another_policys_page() {
+        let mut config = policies(1).remove(0);
+        config.revision = 7;
+        let answer = |name: &str| LiveRefresh {
+            name: name.into(),
+            page: Some(PolicyPage {
+                config: config.clone(),
+                events: vec![],
+            }),
+        };
+        // Asked for policy-0000; the page moved on to policy-b, still loading (nothing shown).
+        assert!(!answer("policy-0000").replaces("policy-b", None));
+        assert!(!answer("policy-0000").replaces("policy-b", Some(3)));
+        assert!(answer("policy-0000").replaces("policy-0000", Some(6)));
+        assert!(!answer("policy-0000").replaces("policy-0000", Some(7)));
+        let deleted = LiveRefresh {
+            name: "policy-0000".into(),
+            page: None,
+        };
+        assert!(deleted.replaces("policy-0000", Some(7)));
     }
 
     #[test]
@@ -196,7 +236,7 @@ impl OverviewQuery {
         let needle = self.q.trim().to_lowercase();
         all.retain(|c| {
             (needle.is_empty() || c.policy_name.as_str().contains(&needle))
-                && (self.state.is_empty() || state_key(c) == self.state)
+                && (self.state.is_empty() || c.state().key() == self.state)
         });
         match self.sort.as_str() {
             "share" => all.sort_by(|a, b| {
@@ -223,17 +263,6 @@ impl OverviewQuery {
             pages,
             traffic: Default::default(),
         }
-    }
-}
-
-/// The rollout state as used in URLs and CSS classes: `no_canary`, `ramping`, …
-pub fn state_key(c: &PolicyConfig) -> &'static str {
-    match c.state() {
-        splitter::RolloutState::NoCanary => "no_canary",
-        splitter::RolloutState::Staged => "staged",
-        splitter::RolloutState::Ramping => "ramping",
-        splitter::RolloutState::AtFull => "at_full",
-        splitter::RolloutState::RolledBack => "rolled_back",
     }
 }
 

@@ -5,7 +5,7 @@
 use crate::charts::{self, Role, Series, TimeChart};
 use serde::{Deserialize, Serialize};
 use splitter::traffic::VersionTraffic;
-use splitter::{AuditEvent, PolicyConfig};
+use splitter::{AuditEvent, PolicyConfig, VersionRole};
 use std::collections::BTreeMap;
 
 /// The window selector's choices.
@@ -75,8 +75,7 @@ pub struct Chart {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionRow {
     pub version: String,
-    /// `stable`, `canary` or `earlier` (neither now).
-    pub role: String,
+    pub role: VersionRole,
     pub requests: u64,
     pub rps: f64,
     pub errors: u64,
@@ -103,12 +102,9 @@ pub struct TrafficPage {
     pub recorder_error: Option<String>,
 }
 
-/// The effective canary share of a config (0 without a canary version).
+/// The effective canary share of a config, as a fraction (0 without one).
 fn share_of(c: Option<&PolicyConfig>) -> f64 {
-    match c {
-        Some(c) if c.canary_version.is_some() => c.canary_basis_points.fraction(),
-        _ => 0.0,
-    }
+    c.map_or(0.0, |c| c.effective_share().fraction())
 }
 
 /// The config in force at the end of `minute`, from the audit trail (newest first); `None`
@@ -142,54 +138,64 @@ pub struct TrafficInput<'a> {
     pub now: jiff::Timestamp,
 }
 
-/// Builds the numbers and the charts.
-pub fn build(input: &TrafficInput<'_>) -> TrafficPage {
-    let config = input.config;
-    let now_minute = splitter::traffic::minute_of(input.now);
-    let from = now_minute - input.window.minutes() + 1;
-    // Seconds the current minute's counts cover: up to when they were written (replicas flush
-    // every few seconds), not up to now — dividing by "now" would show a dip at every flush lag.
-    let seconds_into_minute = match input.through.get(&now_minute) {
-        Some(&t) => t - now_minute * 60,
-        None => input.now.as_second() - now_minute * 60,
+/// The window's minutes and how many seconds each one's counts cover.
+struct Span {
+    from: i64,
+    now_minute: i64,
+    /// Seconds the current minute's counts cover: up to when they were written (replicas flush
+    /// every few seconds), not up to now — dividing by "now" would show a dip at every flush lag.
+    current_seconds: f64,
+}
+
+impl Span {
+    fn of(input: &TrafficInput<'_>) -> Span {
+        let now_minute = splitter::traffic::minute_of(input.now);
+        let current_seconds = match input.through.get(&now_minute) {
+            Some(&t) => t - now_minute * 60,
+            None => input.now.as_second() - now_minute * 60,
+        }
+        .clamp(1, 60) as f64;
+        Span {
+            from: now_minute - input.window.minutes() + 1,
+            now_minute,
+            current_seconds,
+        }
     }
-    .clamp(1, 60) as f64;
-    let span = |m: i64| {
-        if m == now_minute {
-            seconds_into_minute
+
+    /// Seconds minute `m` covers.
+    fn seconds(&self, m: i64) -> f64 {
+        if m == self.now_minute {
+            self.current_seconds
         } else {
             60.0
         }
-    };
+    }
 
-    let stable = config.stable_version.as_str();
-    let canary = config.canary_version.as_ref().map(|v| v.as_str());
-    let role_of = |v: &str| {
-        if v == stable {
-            "stable"
-        } else if Some(v) == canary {
-            "canary"
-        } else {
-            "earlier"
-        }
-    };
+    fn total_seconds(&self) -> f64 {
+        (self.now_minute - self.from) as f64 * 60.0 + self.current_seconds
+    }
+}
 
-    // Totals per version over the window.
-    let mut totals: BTreeMap<String, VersionTraffic> = BTreeMap::new();
-    for (_, versions) in input.minutes.range(from..=now_minute) {
+/// Totals per version over the window, as table rows: stable, canary, then earlier versions.
+fn version_rows(input: &TrafficInput<'_>, span: &Span) -> Vec<VersionRow> {
+    let mut totals: BTreeMap<&str, VersionTraffic> = BTreeMap::new();
+    for versions in input
+        .minutes
+        .range(span.from..=span.now_minute)
+        .map(|(_, v)| v)
+    {
         for (v, t) in versions {
-            totals.entry(v.clone()).or_default().add(t);
+            totals.entry(v.as_str()).or_default().add(t);
         }
     }
-    let window_secs = (input.window.minutes() - 1) as f64 * 60.0 + seconds_into_minute;
     let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
-    let mut versions: Vec<VersionRow> = totals
+    let mut rows: Vec<VersionRow> = totals
         .iter()
         .map(|(v, t)| VersionRow {
-            version: v.clone(),
-            role: role_of(v).to_string(),
+            version: v.to_string(),
+            role: input.config.role_of(v),
             requests: t.requests,
-            rps: t.requests as f64 / window_secs,
+            rps: t.requests as f64 / span.total_seconds(),
             errors: t.errors,
             error_rate: t.error_rate(),
             p50_ms: ms(t.quantile(0.50)),
@@ -197,242 +203,261 @@ pub fn build(input: &TrafficInput<'_>) -> TrafficPage {
             p99_ms: ms(t.quantile(0.99)),
         })
         .collect();
-    let rank = |r: &str| match r {
-        "stable" => 0,
-        "canary" => 1,
-        _ => 2,
-    };
-    versions.sort_by(|a, b| (rank(&a.role), &a.version).cmp(&(rank(&b.role), &b.version)));
+    rows.sort_by(|a, b| (a.role, &a.version).cmp(&(b.role, &b.version)));
+    rows
+}
 
-    // Chart points: one per step (aligned to the epoch), each summing its minutes inside the
-    // window. Canary requests are those of the canary in force in each minute.
-    let step = input.window.step_minutes();
-    let mut canary_requests = 0u64;
-    let mut all_requests = 0u64;
-    let mut observed_points = Vec::new();
-    let mut configured_points = Vec::new();
-    let mut per_step: BTreeMap<i64, (f64, BTreeMap<&str, VersionTraffic>)> = BTreeMap::new();
-    let mut step_share: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
-    for m in from..=now_minute {
-        let s = m.div_euclid(step) * step;
-        let in_force = config_at(input.events, m).unwrap_or(Some(config));
-        if m == now_minute || m == s + step - 1 {
-            configured_points.push((s, share_of(in_force)));
+/// The window cut into chart steps (aligned to the epoch): per step, the seconds it covers,
+/// its traffic per version, and its canary and total requests (canary: the version that was
+/// canary in each minute), plus the configured share at the end of each step.
+#[derive(Default)]
+struct Steps<'a> {
+    per_step: BTreeMap<i64, (f64, BTreeMap<&'a str, VersionTraffic>)>,
+    share: BTreeMap<i64, (u64, u64)>,
+    configured: Vec<(i64, f64)>,
+}
+
+impl<'a> Steps<'a> {
+    fn of(input: &TrafficInput<'a>, span: &Span) -> Steps<'a> {
+        let step = input.window.step_minutes();
+        let mut out = Steps::default();
+        for m in span.from..=span.now_minute {
+            let s = m.div_euclid(step) * step;
+            let in_force = config_at(input.events, m).unwrap_or(Some(input.config));
+            if m == span.now_minute || m == s + step - 1 {
+                out.configured.push((s, share_of(in_force)));
+            }
+            let slot = out.per_step.entry(s).or_default();
+            slot.0 += span.seconds(m);
+            let Some(versions) = input.minutes.get(&m) else {
+                continue;
+            };
+            for (v, t) in versions {
+                slot.1.entry(v.as_str()).or_default().add(t);
+            }
+            let canary = in_force.and_then(|c| c.canary_version.as_ref());
+            let on_canary = canary.and_then(|cv| versions.get(cv.as_str()));
+            let share = out.share.entry(s).or_default();
+            share.0 += on_canary.map_or(0, |t| t.requests);
+            share.1 += versions.values().map(|t| t.requests).sum::<u64>();
         }
-        let slot = per_step.entry(s).or_default();
-        slot.0 += span(m);
-        let Some(versions) = input.minutes.get(&m) else {
-            continue;
-        };
-        for (v, t) in versions {
-            slot.1.entry(v.as_str()).or_default().add(t);
-        }
-        let total: u64 = versions.values().map(|t| t.requests).sum();
-        let on_canary: u64 = match in_force.and_then(|c| c.canary_version.as_ref()) {
-            Some(cv) => versions.get(cv.as_str()).map_or(0, |t| t.requests),
-            None => 0,
-        };
-        let share = step_share.entry(s).or_default();
-        share.0 += on_canary;
-        share.1 += total;
-        canary_requests += on_canary;
-        all_requests += total;
-    }
-    for (s, (canary, total)) in &step_share {
-        if *total > 0 {
-            observed_points.push((*s, *canary as f64 / *total as f64));
-        }
+        out
     }
 
-    let mut others = 0;
-    let series_role = |v: &str, others: &mut usize| match role_of(v) {
-        "stable" => Role::Stable,
-        "canary" => Role::Canary,
-        _ => {
-            *others += 1;
-            Role::Other(*others - 1)
+    /// (canary requests, all requests) over the window.
+    fn canary_and_all(&self) -> (u64, u64) {
+        self.share
+            .values()
+            .fold((0, 0), |(c, a), (sc, sa)| (c + sc, a + sa))
+    }
+
+    /// The observed canary share per step that had requests.
+    fn observed(&self) -> Vec<(i64, f64)> {
+        self.share
+            .iter()
+            .filter(|(_, (_, total))| *total > 0)
+            .map(|(s, (canary, total))| (*s, *canary as f64 / *total as f64))
+            .collect()
+    }
+
+    /// One series per version of `f` (which sees a step's traffic and seconds).
+    fn series(
+        &self,
+        rows: &[VersionRow],
+        f: impl Fn(&VersionTraffic, f64) -> Option<f64>,
+    ) -> Vec<Series> {
+        let mut earlier = 0;
+        rows.iter()
+            .map(|r| {
+                let nth = earlier;
+                earlier += usize::from(r.role == VersionRole::Earlier);
+                let points = self
+                    .per_step
+                    .iter()
+                    .filter_map(|(s, (secs, vs))| {
+                        let t = vs.get(r.version.as_str())?;
+                        f(t, *secs).map(|y| (*s, y))
+                    })
+                    .collect();
+                Series {
+                    label: format!("{} ({})", r.version, r.role),
+                    role: Role::Version { role: r.role, nth },
+                    points,
+                }
+            })
+            .collect()
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2}%", x * 100.0)
+}
+
+/// The text alternatives of the three per-version charts (rate, errors, latency).
+fn version_alts(rows: &[VersionRow], window: Window) -> [String; 3] {
+    let per_version = |part: &dyn Fn(&VersionRow) -> String| {
+        if rows.is_empty() {
+            format!("No requests recorded in the last {}.", window.label())
+        } else {
+            rows.iter().map(part).collect::<Vec<_>>().join("; ")
         }
     };
-    let label = |v: &str| format!("{v} ({})", role_of(v));
+    let ms = |x: Option<f64>| x.map_or("—".into(), |x| format!("{x:.2} ms"));
+    [
+        per_version(&|r| {
+            format!(
+                "{} ({}): {} requests, {:.2} per second on average",
+                r.version, r.role, r.requests, r.rps
+            )
+        }),
+        per_version(&|r| {
+            format!(
+                "{} ({}): {} of {} requests failed with 5xx ({})",
+                r.version,
+                r.role,
+                r.errors,
+                r.requests,
+                r.error_rate.map_or("—".into(), pct)
+            )
+        }),
+        per_version(&|r| {
+            format!(
+                "{} ({}): p50 {}, p95 {}, p99 {} over the window",
+                r.version,
+                r.role,
+                ms(r.p50_ms),
+                ms(r.p95_ms),
+                ms(r.p99_ms)
+            )
+        }),
+    ]
+}
+
+/// One chart's definition before drawing: id, title, y axis, series, minimum top, percent axis.
+struct ChartSpec {
+    id: &'static str,
+    title: &'static str,
+    y_label: &'static str,
+    series: Vec<Series>,
+    y_min_top: f64,
+    percent: bool,
+    alt: String,
+}
+
+fn draw(
+    spec: ChartSpec,
+    input: &TrafficInput<'_>,
+    span: &Span,
+    markers: &[(i64, String)],
+) -> Chart {
+    let title = format!("{}, last {}", spec.title, input.window.label());
+    let svg = charts::time_chart(&TimeChart {
+        title: title.clone(),
+        y_label: spec.y_label.into(),
+        step: input.window.step_minutes(),
+        from: span.from,
+        to: span.now_minute,
+        y_min_top: spec.y_min_top,
+        series: spec.series,
+        markers: markers.to_vec(),
+        percent: spec.percent,
+    });
+    Chart {
+        id: spec.id.to_string(),
+        title,
+        svg,
+        alt: spec.alt,
+    }
+}
+
+/// Builds the numbers and the charts.
+pub fn build(input: &TrafficInput<'_>) -> TrafficPage {
+    let span = Span::of(input);
+    let versions = version_rows(input, &span);
+    let steps = Steps::of(input, &span);
+    let (canary_requests, all_requests) = steps.canary_and_all();
     let markers: Vec<(i64, String)> = input
         .events
         .iter()
-        .filter(|e| e.time.as_second().div_euclid(60) >= from)
+        .filter(|e| e.time.as_second().div_euclid(60) >= span.from)
         .map(|e| (e.time.as_second().div_euclid(60), marker_label(e)))
         .collect();
-
-    let version_names: Vec<&String> = totals.keys().collect();
-    let mut rate_series = Vec::new();
-    let mut error_series = Vec::new();
-    let mut latency_series = Vec::new();
-    for v in &version_names {
-        let role = series_role(v, &mut others);
-        let mut rates = Vec::new();
-        let mut errors = Vec::new();
-        let mut p95 = Vec::new();
-        for (s, (seconds, vs)) in &per_step {
-            if let Some(t) = vs.get(v.as_str()) {
-                rates.push((*s, t.requests as f64 / seconds.max(1.0)));
-                if let Some(r) = t.error_rate() {
-                    errors.push((*s, r));
-                }
-                if let Some(q) = t.quantile(0.95) {
-                    p95.push((*s, q.as_secs_f64() * 1000.0));
-                }
-            }
-        }
-        latency_series.push(Series {
-            label: label(v),
-            role,
-            points: p95,
-        });
-        rate_series.push(Series {
-            label: label(v),
-            role,
-            points: rates,
-        });
-        error_series.push(Series {
-            label: label(v),
-            role,
-            points: errors,
-        });
-    }
-
-    let window_text = input.window.label();
-    let fmt_pct = |x: f64| format!("{:.2}%", x * 100.0);
-    // A text alternative: one sentence part per version, or the window is empty.
-    let per_version = |part: &dyn Fn(&VersionRow) -> String| {
-        if versions.is_empty() {
-            format!("No requests recorded in the last {window_text}.")
-        } else {
-            versions.iter().map(part).collect::<Vec<_>>().join("; ")
-        }
-    };
-    let rate_alt = per_version(&|r| {
-        format!(
-            "{} ({}): {} requests, {:.2} per second on average",
-            r.version, r.role, r.requests, r.rps
-        )
-    });
-    let error_alt = per_version(&|r| {
-        format!(
-            "{} ({}): {} of {} requests failed with 5xx ({})",
-            r.version,
-            r.role,
-            r.errors,
-            r.requests,
-            r.error_rate.map_or("—".into(), fmt_pct)
-        )
-    });
-    let latency_alt = per_version(&|r| {
-        let ms = |x: Option<f64>| x.map_or("—".into(), |x| format!("{x:.2} ms"));
-        format!(
-            "{} ({}): p50 {}, p95 {}, p99 {} over the window",
-            r.version,
-            r.role,
-            ms(r.p50_ms),
-            ms(r.p95_ms),
-            ms(r.p99_ms)
-        )
-    });
     let observed_share = (all_requests > 0).then(|| canary_requests as f64 / all_requests as f64);
-    let configured_share = share_of(Some(config));
+    let configured_share = share_of(Some(input.config));
     let share_alt = format!(
         "Observed canary share {} of {} requests against {} configured now; {} config change(s) in the window.",
-        observed_share.map_or("—".into(), fmt_pct),
+        observed_share.map_or("—".into(), pct),
         all_requests,
-        fmt_pct(configured_share),
+        pct(configured_share),
         markers.len()
     );
-
-    let chart = |id: &str, title: String, y: &str, series: Vec<Series>, top: f64, percent| {
-        let svg = charts::time_chart(&TimeChart {
-            title: title.clone(),
-            y_label: y.into(),
-            step,
-            from,
-            to: now_minute,
-            y_min_top: top,
-            series,
-            markers: markers.clone(),
-            percent,
-        });
-        (id.to_string(), title, svg)
-    };
-    let mut share_series = vec![Series {
-        label: "configured".into(),
-        role: Role::Configured,
-        points: configured_points,
-    }];
-    share_series.push(Series {
-        label: "observed (canary / all requests)".into(),
-        role: Role::Canary,
-        points: observed_points,
-    });
-    let charts = [
-        (
-            chart(
-                "rps",
-                format!("Requests per second by version, last {window_text}"),
-                "requests/s",
-                rate_series,
-                1.0,
-                false,
-            ),
-            rate_alt,
-        ),
-        (
-            chart(
-                "errors",
-                format!("Error rate (5xx) by version, last {window_text}"),
-                "5xx share",
-                error_series,
-                0.05,
-                true,
-            ),
-            error_alt,
-        ),
-        (
-            chart(
-                "latency",
-                format!("p95 latency by version, last {window_text}"),
-                "p95 latency (ms)",
-                latency_series,
-                1.0,
-                false,
-            ),
-            latency_alt,
-        ),
-        (
-            chart(
-                "share",
-                format!("Canary share: observed vs configured, last {window_text}"),
-                "canary share",
-                share_series,
-                0.1,
-                true,
-            ),
-            share_alt,
-        ),
-    ]
-    .into_iter()
-    .map(|((id, title, svg), alt)| Chart {
-        id,
-        title,
-        svg,
-        alt,
-    })
-    .collect();
-
+    let [rate_alt, error_alt, latency_alt] = version_alts(&versions, input.window);
+    let specs = [
+        ChartSpec {
+            id: "rps",
+            title: "Requests per second by version",
+            y_label: "requests/s",
+            series: steps.series(&versions, |t, secs| Some(t.requests as f64 / secs.max(1.0))),
+            y_min_top: 1.0,
+            percent: false,
+            alt: rate_alt,
+        },
+        ChartSpec {
+            id: "errors",
+            title: "Error rate (5xx) by version",
+            y_label: "5xx share",
+            series: steps.series(&versions, |t, _| t.error_rate()),
+            y_min_top: 0.05,
+            percent: true,
+            alt: error_alt,
+        },
+        ChartSpec {
+            id: "latency",
+            title: "p95 latency by version",
+            y_label: "p95 latency (ms)",
+            series: steps.series(&versions, |t, _| {
+                t.quantile(0.95).map(|q| q.as_secs_f64() * 1000.0)
+            }),
+            y_min_top: 1.0,
+            percent: false,
+            alt: latency_alt,
+        },
+        ChartSpec {
+            id: "share",
+            title: "Canary share: observed vs configured",
+            y_label: "canary share",
+            series: vec![
+                Series {
+                    label: "configured".into(),
+                    role: Role::Configured,
+                    points: steps.configured.clone(),
+                },
+                Series {
+                    label: "observed (canary / all requests)".into(),
+                    role: Role::Version {
+                        role: VersionRole::Canary,
+                        nth: 0,
+                    },
+                    points: steps.observed(),
+                },
+            ],
+            y_min_top: 0.1,
+            percent: true,
+            alt: share_alt,
+        },
+    ];
     TrafficPage {
         window: input.window,
-        from_minute: from,
-        to_minute: now_minute,
+        from_minute: span.from,
+        to_minute: span.now_minute,
         requests: all_requests,
         observed_share,
         configured_share,
+        charts: specs
+            .into_iter()
+            .map(|spec| draw(spec, input, &span, &markers))
+            .collect(),
         versions,
-        charts,
         unflushed_requests: 0,
         lost_requests: 0,
         recorder_error: None,
@@ -517,7 +542,7 @@ mod tests {
         assert_eq!(page.observed_share, Some(35.0 / 200.0));
         assert_eq!(page.configured_share, 0.25);
         let v2 = &page.versions[1];
-        assert_eq!((v2.version.as_str(), v2.role.as_str()), ("v2", "canary"));
+        assert_eq!((v2.version.as_str(), v2.role), ("v2", VersionRole::Canary));
         assert_eq!((v2.requests, v2.errors), (35, 2));
         assert_eq!(v2.error_rate, Some(2.0 / 35.0));
         // 14 whole minutes and the 30 s of the current one the store's totals cover (the page

@@ -55,12 +55,24 @@ export function cliAssignments(policy: string, salt: string, percent: string, te
   return new Map(rows.map(([t, , a]) => [t, a]));
 }
 
-/** Opens `url` and waits until the WASM has loaded and the page has hydrated. */
+/**
+ * Opens `url` and waits until the page has hydrated and its live stream is open: the app marks
+ * both on `<html>` (`data-hydrated="true"` right after hydration, `data-live="open"` when the
+ * server-sent events stream is connected), so this waits on events, not on time.
+ */
 export async function gotoHydrated(page: Page, url: string) {
-  const wasm = page.waitForResponse((r) => r.url().endsWith('/pkg/apx-canary.wasm') && r.ok());
   await page.goto(url);
-  await wasm;
-  await page.waitForFunction(() => document.readyState === 'complete');
-  // Hydration runs right after the module is instantiated; give it a moment.
-  await page.waitForTimeout(500);
+  await waitHydrated(page);
+}
+
+/** Waits for the markers `gotoHydrated` waits for, after a navigation the test made itself. */
+export async function waitHydrated(page: Page) {
+  const html = page.locator('html');
+  await expect(html).toHaveAttribute('data-hydrated', 'true', { timeout: 30_000 });
+  await expect(html).toHaveAttribute('data-live', 'open');
+}
+
+/** How many live refreshes the policy page has handled (shown or found unchanged). */
+export async function liveRefreshes(page: Page): Promise<number> {
+  return Number(await page.locator('.policy-page').getAttribute('data-live-refreshes'));
 }

@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { createPolicy, uniqueName } from './helpers';
+import { createPolicy, uniqueName, waitHydrated } from './helpers';
 
 // Runs in the hydrated project only (see playwright.config.ts).
 test('pages hydrate without errors and navigate client-side @hydration', async ({ page, request }) => {
@@ -9,12 +9,9 @@ test('pages hydrate without errors and navigate client-side @hydration', async (
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   page.on('response', (r) => { if (r.status() >= 400) errors.push(`${r.status()} ${r.url()}`); });
-  const wasm = page.waitForResponse((r) => r.url().endsWith('/pkg/apx-canary.wasm') && r.status() === 200);
   await page.goto(`/?q=${name}`);
-  await wasm;
+  await waitHydrated(page);
   // A full page load would drop this marker; the hydrated router keeps it.
-  await page.waitForFunction(() => document.readyState === 'complete');
-  await page.waitForTimeout(500);
   await page.evaluate(() => { (window as any).__stillHere = true; });
   await page.getByRole('link', { name }).click();
   await expect(page).toHaveURL(new RegExp(`/policies/${name}$`));

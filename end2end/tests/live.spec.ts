@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { cliAssignments, createPolicy, getPolicy, gotoHydrated, sign, uniqueName } from './helpers';
+import { cliAssignments, createPolicy, getPolicy, gotoHydrated, liveRefreshes, sign, uniqueName } from './helpers';
 
 test('an open page follows a change made elsewhere without a reload @hydration', async ({ page, request }) => {
   const name = uniqueName('live');
@@ -68,7 +68,7 @@ test('tenants can be pinned and unpinned @store', async ({ page, request }) => {
   expect((await getPolicy(request, name) as any).overrides).toEqual({ 'über gmbh, inc.': 'canary' });
   const unpin = await sign(page, 'table.pins form', 'erin', 'done');
   await unpin.getByRole('button', { name: 'Unpin' }).click();
-  await expect(page.locator('.flash.notice')).toContainText('Saved');
+  await expect(page.locator('.flash.notice')).toContainText('Unpinned über gmbh, inc.');
   expect((await getPolicy(request, name) as any).overrides).toEqual({});
 });
 
@@ -79,10 +79,14 @@ test('a change to another policy does not disturb a half-filled form @hydration'
   await gotoHydrated(page, `/policies/${mine}`);
   const form = page.locator('form[action$="/actions/share"]');
   await form.getByLabel(/^New share/).fill('7.5');
+  const before = await liveRefreshes(page);
   const res = await request.put(`/api/v1/policies/${other.policy_name}/share`, {
     data: { share: '9' }, headers: { 'if-match': `"${other.revision}"` },
   });
   expect(res.status()).toBe(200);
-  await page.waitForTimeout(1500);
+  // The change reached this page (its live refresh ran and found this policy unchanged): if
+  // live updates were broken, this wait would fail instead of passing vacuously.
+  await expect(page.locator('.policy-page')).toHaveAttribute('data-live-refreshes', String(before + 1));
   await expect(form.getByLabel(/^New share/)).toHaveValue('7.5');
+  await expect(page.locator('dd[data-test="revision"]')).toHaveText('1');
 });

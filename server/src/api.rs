@@ -3,6 +3,7 @@
 //! 422 with the field at fault for bad input. `X-Actor` names who writes (default `api`).
 
 use crate::error::ApiError;
+use app::actions::{ActionInput, NewPolicyInput, PolicyAction};
 use app::state::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
@@ -14,44 +15,23 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use splitter::{
-    Actor, AuditEvent, BasisPoints, NewPolicy, Operation, Pin, PolicyConfig, PolicyName, Request,
-    TenantId, Version,
-};
+use splitter::traffic::Via;
+use splitter::{Actor, AuditEvent, Operation, PolicyConfig, PolicyName, Request, TenantId};
+use std::collections::HashMap;
 
 pub fn routes() -> Router<crate::ServerState> {
+    use PolicyAction::*;
     Router::new()
         .route("/policies", get(list).post(create))
-        .route(
-            "/policies/{name}",
-            get(get_one).delete(
-                |State(s): State<AppState>, Path(n): Path<String>, h: HeaderMap, b: Bytes| {
-                    bare(s, n, h, b, Operation::Delete)
-                },
-            ),
-        )
+        .route("/policies/{name}", get(get_one).delete(act(Delete)))
         .route("/policies/{name}/events", get(events))
-        .route("/policies/{name}/share", put(set_share))
-        .route("/policies/{name}/canary", put(set_canary))
-        .route(
-            "/policies/{name}/promote",
-            post(
-                |State(s): State<AppState>, Path(n): Path<String>, h: HeaderMap, b: Bytes| {
-                    bare(s, n, h, b, Operation::Promote)
-                },
-            ),
-        )
-        .route(
-            "/policies/{name}/rollback",
-            post(
-                |State(s): State<AppState>, Path(n): Path<String>, h: HeaderMap, b: Bytes| {
-                    bare(s, n, h, b, Operation::Rollback)
-                },
-            ),
-        )
+        .route("/policies/{name}/share", put(act(SetShare)))
+        .route("/policies/{name}/canary", put(act(SetCanary)))
+        .route("/policies/{name}/promote", post(act(Promote)))
+        .route("/policies/{name}/rollback", post(act(Rollback)))
         .route(
             "/policies/{name}/overrides/{tenant}",
-            put(pin).delete(unpin),
+            put(act(Pin)).delete(act(Unpin)),
         )
         .route("/policies/{name}/decision", get(decision))
         .route("/policies/{name}/decisions", post(decisions))
@@ -114,7 +94,7 @@ async fn decision(
     let d = splitter::decide(Some(&config), Some(tenant));
     state
         .recorder
-        .decided(config.policy_name.as_str(), &d, "api");
+        .decided(config.policy_name.as_str(), &d, Via::Api);
     let mut r = Json(decision_json(&config, tenant, &d)).into_response();
     splitter::layer::mark_response(r.headers_mut(), &d);
     Ok(r)
@@ -148,7 +128,7 @@ async fn decisions(
         let d = splitter::decide(Some(&config), Some(t));
         state
             .recorder
-            .decided(config.policy_name.as_str(), &d, "api");
+            .decided(config.policy_name.as_str(), &d, Via::Api);
         out.push(decision_json(&config, t, &d));
     }
     Ok(
@@ -226,7 +206,7 @@ async fn outcomes(
             &o.version,
             o.status,
             std::time::Duration::from_secs_f64(o.latency_ms / 1000.0),
-            "api",
+            Via::Api,
         );
     }
     Ok(Json(json!({ "recorded": b.outcomes.len() })).into_response())
@@ -355,17 +335,110 @@ async fn run(
     Ok(state.store.execute(&request).await?)
 }
 
-async fn write(
-    state: &AppState,
-    name: &str,
-    op: Operation,
-    headers: &HeaderMap,
-    reason: Option<String>,
-) -> Result<Response, ApiError> {
-    let rev = if_match(headers)?;
-    match run(state, name, Some(rev), op, headers, reason).await? {
-        Some(config) => Ok(with_etag(&config, StatusCode::OK)),
-        None => Ok(StatusCode::NO_CONTENT.into_response()),
+/// A share, version or pin given in a JSON body, as the text the parser takes: a string as
+/// it is, a share also as a JSON number (through its text, so `12.5` stays exact).
+fn text_of(field: &'static str, v: &serde_json::Value) -> Result<String, ApiError> {
+    match v {
+        serde_json::Value::String(s) => Ok(s.clone()),
+        serde_json::Value::Number(n) if field == "share" => Ok(n.to_string()),
+        other => Err(ApiError::Splitter(splitter::Error::invalid(
+            field,
+            match field {
+                "share" => format!("{other} is not a share: give 12.5, \"12.5%\" or \"1250bp\""),
+                _ => format!("{other} is not text: give a string"),
+            },
+        ))),
+    }
+}
+
+/// The body fields each action takes besides `reason` (all required); the tenant of a pin
+/// comes from the path.
+fn body_fields(action: PolicyAction) -> &'static [&'static str] {
+    match action {
+        PolicyAction::SetShare => &["share"],
+        PolicyAction::SetCanary => &["version"],
+        PolicyAction::Pin => &["pin"],
+        PolicyAction::Promote
+        | PolicyAction::Rollback
+        | PolicyAction::Unpin
+        | PolicyAction::Delete => &[],
+    }
+}
+
+/// The JSON body of a write: an object with exactly the action's fields and an optional
+/// `reason`; actions without fields also take no body at all.
+fn action_body(
+    action: PolicyAction,
+    body: &Bytes,
+) -> Result<(ActionInput, Option<String>), ApiError> {
+    let fields = body_fields(action);
+    let takes = || {
+        fields
+            .iter()
+            .chain(&["reason"])
+            .map(|f| format!("\"{f}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut input = ActionInput::default();
+    if body.iter().all(u8::is_ascii_whitespace) && fields.is_empty() {
+        return Ok((input, None));
+    }
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::BadBody(format!(
+                "the body is not a JSON object with {}: {e}",
+                takes()
+            ))
+        })?;
+    let mut reason = None;
+    for (key, value) in &object {
+        match (key.as_str(), value) {
+            ("reason", serde_json::Value::String(r)) => reason = Some(r.clone()),
+            ("reason", serde_json::Value::Null) => {}
+            ("reason", _) => return Err(ApiError::BadBody("reason: give a string".into())),
+            ("share", v) if fields.contains(&"share") => input.share = text_of("share", v)?,
+            ("version", v) if fields.contains(&"version") => input.version = text_of("version", v)?,
+            ("pin", v) if fields.contains(&"pin") => input.pin = text_of("pin", v)?,
+            (other, _) => {
+                return Err(ApiError::BadBody(format!(
+                    "unknown field `{}`: this endpoint takes {}",
+                    other.escape_debug(),
+                    takes()
+                )))
+            }
+        }
+    }
+    if let Some(missing) = fields.iter().find(|f| !object.contains_key(**f)) {
+        return Err(ApiError::BadBody(format!("missing field `{missing}`")));
+    }
+    Ok((input, reason))
+}
+
+type Reply = futures::future::BoxFuture<'static, Result<Response, ApiError>>;
+
+/// The handler of one write: the path names the policy (and a pin's tenant), the body the
+/// action's fields; both go through the one parser ([`PolicyAction::operation`]), the same the
+/// form posts use. Needs `If-Match`.
+fn act(
+    action: PolicyAction,
+) -> impl Fn(State<AppState>, Path<HashMap<String, String>>, HeaderMap, Bytes) -> Reply
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    move |State(state), Path(path), headers, body| {
+        Box::pin(async move {
+            let (mut input, reason) = action_body(action, &body)?;
+            input.tenant = path.get("tenant").cloned().unwrap_or_default();
+            let op = action.operation(&input)?;
+            let name = path.get("name").map_or("", String::as_str);
+            let rev = if_match(&headers)?;
+            match run(&state, name, Some(rev), op, &headers, reason).await? {
+                Some(config) => Ok(with_etag(&config, StatusCode::OK)),
+                None => Ok(StatusCode::NO_CONTENT.into_response()),
+            }
+        })
     }
 }
 
@@ -381,155 +454,33 @@ struct CreateBody {
     reason: Option<String>,
 }
 
-/// A share given as a JSON number or string, parsed exactly (a number goes through its text).
-fn share_of(v: Option<&serde_json::Value>) -> Result<BasisPoints, ApiError> {
-    match v {
-        None | Some(serde_json::Value::Null) => Ok(BasisPoints::ZERO),
-        Some(serde_json::Value::String(s)) => Ok(BasisPoints::parse(s)?),
-        Some(serde_json::Value::Number(n)) => Ok(BasisPoints::parse(&n.to_string())?),
-        Some(other) => Err(ApiError::Splitter(splitter::Error::Invalid {
-            field: "share",
-            message: format!("{other} is not a share: give 12.5, \"12.5%\" or \"1250bp\""),
-        })),
-    }
-}
-
 async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     b: Result<Json<CreateBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let b = body(b)?;
-    let op = Operation::Create(NewPolicy {
-        stable_version: Version::new(&b.stable_version)?,
-        canary_version: b
-            .canary_version
-            .as_deref()
-            .filter(|v| !v.is_empty())
-            .map(Version::new)
-            .transpose()?,
-        share: share_of(b.share.as_ref())?,
-        salt: b.salt.filter(|s| !s.is_empty()),
-    });
-    let config = run(&state, &b.name, None, op, &headers, b.reason)
-        .await?
-        .expect("create returns a config");
-    Ok(with_etag(&config, StatusCode::CREATED))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ShareBody {
-    share: serde_json::Value,
-    reason: Option<String>,
-}
-
-async fn set_share(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    b: Result<Json<ShareBody>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let b = body(b)?;
-    let share = share_of(Some(&b.share))?;
-    write(
-        &state,
-        &name,
-        Operation::SetShare { share },
-        &headers,
-        b.reason,
-    )
-    .await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CanaryBody {
-    version: String,
-    reason: Option<String>,
-}
-
-async fn set_canary(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    b: Result<Json<CanaryBody>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let b = body(b)?;
-    let version = Version::new(&b.version)?;
-    write(
-        &state,
-        &name,
-        Operation::SetCanaryVersion { version },
-        &headers,
-        b.reason,
-    )
-    .await
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ReasonBody {
-    reason: Option<String>,
-}
-
-/// An optional `{"reason": …}` body: none at all is fine for these endpoints.
-fn optional_body(b: Bytes) -> Result<ReasonBody, ApiError> {
-    if b.iter().all(u8::is_ascii_whitespace) {
-        return Ok(ReasonBody::default());
-    }
-    serde_json::from_slice(&b)
-        .map_err(|e| ApiError::BadBody(format!("the body is not {{\"reason\": \"…\"}}: {e}")))
-}
-
-/// Promote, roll back, delete: an operation whose body is at most a reason.
-async fn bare(
-    state: AppState,
-    name: String,
-    headers: HeaderMap,
-    b: Bytes,
-    op: Operation,
-) -> Result<Response, ApiError> {
-    let b = optional_body(b)?;
-    write(&state, &name, op, &headers, b.reason).await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PinBody {
-    pin: String,
-    reason: Option<String>,
-}
-
-async fn pin(
-    State(state): State<AppState>,
-    Path((name, tenant)): Path<(String, String)>,
-    headers: HeaderMap,
-    b: Result<Json<PinBody>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let b = body(b)?;
-    let op = Operation::Pin {
-        tenant: TenantId::new(&tenant)?,
-        pin: b.pin.parse::<Pin>()?,
+    let share = match &b.share {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(v) => text_of("share", v)?,
     };
-    write(&state, &name, op, &headers, b.reason).await
-}
-
-async fn unpin(
-    State(state): State<AppState>,
-    Path((name, tenant)): Path<(String, String)>,
-    headers: HeaderMap,
-    b: Bytes,
-) -> Result<Response, ApiError> {
-    let b = optional_body(b)?;
-    write(
+    let (name, new) = NewPolicyInput {
+        name: b.name,
+        stable_version: b.stable_version,
+        canary_version: b.canary_version.unwrap_or_default(),
+        share,
+        salt: b.salt.unwrap_or_default(),
+    }
+    .parse()?;
+    let config = run(
         &state,
-        &name,
-        Operation::Unpin {
-            tenant: TenantId::new(&tenant)?,
-        },
+        name.as_str(),
+        None,
+        Operation::Create(new),
         &headers,
         b.reason,
     )
-    .await
+    .await?
+    .expect("create returns a config");
+    Ok(with_etag(&config, StatusCode::CREATED))
 }

@@ -1,15 +1,14 @@
 //! Form posts from the pages (they work without JavaScript): validate, execute, then redirect
 //! (303) back to the page with `?notice=` or `?error=` for it to show.
 
+use app::actions::{ActionInput, NewPolicyInput, PolicyAction};
 use app::routes::overview::urlencode;
 use app::state::AppState;
 use axum::extract::{Multipart, Path, State};
 use axum::response::Redirect;
 use axum::Form;
 use serde::Deserialize;
-use splitter::{
-    Actor, BasisPoints, NewPolicy, Operation, Pin, PolicyName, Request, TenantId, Version,
-};
+use splitter::{Actor, Operation, PolicyName, Request};
 
 /// Every field any change form may send.
 #[derive(Debug, Deserialize, Default)]
@@ -48,18 +47,38 @@ pub async fn change(
 ) -> Redirect {
     let page = format!("/policies/{}", urlencode(&name));
     match run_change(&state, &name, &action, &form).await {
-        Ok(None) => back("/", "notice", &format!("Policy '{name}' was deleted.")),
-        Ok(Some(message)) => back(&page, "notice", &message),
+        Ok((message, true)) => back("/", "notice", &message),
+        Ok((message, false)) => back(&page, "notice", &message),
         Err(message) => back(&page, "error", &message),
     }
 }
 
+impl ChangeForm {
+    /// The action's fields; a one-click share step wins over the typed share.
+    fn input(&self) -> ActionInput {
+        ActionInput {
+            version: self.version.clone(),
+            share: if self.step.trim().is_empty() {
+                self.share.clone()
+            } else {
+                self.step.clone()
+            },
+            tenant: self.tenant.clone(),
+            pin: self.pin.clone(),
+        }
+    }
+}
+
+/// Runs one change form; on success, the message and whether the policy is gone.
 async fn run_change(
     state: &AppState,
     name: &str,
     action: &str,
     f: &ChangeForm,
-) -> Result<Option<String>, String> {
+) -> Result<(String, bool), String> {
+    let Some(action) = PolicyAction::from_segment(action) else {
+        return Err(format!("'{action}' is not an action on a policy."));
+    };
     let policy = PolicyName::new(name).map_err(|e| e.to_string())?;
     let revision: u64 = f.revision.trim().parse().map_err(|_| {
         "The form did not say which revision it was based on: reload the page and try again."
@@ -67,40 +86,15 @@ async fn run_change(
     })?;
     let actor = Actor::new(required(&f.actor, "Your name")?).map_err(|e| e.to_string())?;
     let reason = required(&f.reason, "A reason")?.to_string();
-    let traffic_moving = matches!(action, "share" | "promote" | "rollback" | "delete");
-    if traffic_moving && f.confirm != "yes" {
+    if action.moves_traffic() && f.confirm != "yes" {
         return Err(
             "Tick the confirmation box: this change moves real tenants. Nothing was changed."
                 .into(),
         );
     }
-    let operation = match action {
-        "canary" => Operation::SetCanaryVersion {
-            version: Version::new(f.version.trim()).map_err(|e| e.to_string())?,
-        },
-        "share" => {
-            let text = if f.step.trim().is_empty() {
-                f.share.as_str()
-            } else {
-                f.step.as_str()
-            };
-            Operation::SetShare {
-                share: BasisPoints::parse(text)
-                    .map_err(|e| format!("{e}. Nothing was changed."))?,
-            }
-        }
-        "promote" => Operation::Promote,
-        "rollback" => Operation::Rollback,
-        "delete" => Operation::Delete,
-        "pin" => Operation::Pin {
-            tenant: TenantId::new(f.tenant.trim()).map_err(|e| e.to_string())?,
-            pin: f.pin.parse::<Pin>().map_err(|e| e.to_string())?,
-        },
-        "unpin" => Operation::Unpin {
-            tenant: TenantId::new(&f.tenant).map_err(|e| e.to_string())?,
-        },
-        other => return Err(format!("'{other}' is not an action on a policy.")),
-    };
+    let operation = action
+        .operation(&f.input())
+        .map_err(|e| format!("{e}. Nothing was changed."))?;
     let request = Request {
         policy,
         expected_revision: Some(revision),
@@ -113,33 +107,8 @@ async fn run_change(
         .execute(&request)
         .await
         .map_err(|e| sentence(&e.to_string()))?;
-    Ok(after.map(|c| match action {
-        "share" => format!(
-            "Canary share set to {} (revision {}).",
-            c.canary_basis_points, c.revision
-        ),
-        "canary" => format!(
-            "Canary version set to {} (revision {}).",
-            c.canary_version.as_ref().map_or("", |v| v.as_str()),
-            c.revision
-        ),
-        "promote" => format!(
-            "Promoted: {} is now stable (revision {}).",
-            c.stable_version, c.revision
-        ),
-        "rollback" => format!(
-            "Rolled back to 0%; canary {} kept (revision {}).",
-            c.canary_version.as_ref().map_or("", |v| v.as_str()),
-            c.revision
-        ),
-        "pin" => format!(
-            "Pinned {} to {} (revision {}).",
-            f.tenant.trim(),
-            f.pin,
-            c.revision
-        ),
-        _ => format!("Saved (revision {}).", c.revision),
-    }))
+    let message = action.success(name, &request.operation, after.as_ref());
+    Ok((message, after.is_none()))
 }
 
 /// Starts a message with a capital letter and ends it with a full stop.
@@ -182,19 +151,15 @@ pub async fn create(State(state): State<AppState>, Form(f): Form<CreateForm>) ->
 
 async fn run_create(state: &AppState, f: &CreateForm) -> Result<String, String> {
     let e = |e: splitter::Error| sentence(&e.to_string());
-    let policy = PolicyName::new(f.name.trim()).map_err(e)?;
-    let new = NewPolicy {
-        stable_version: Version::new(f.stable_version.trim()).map_err(e)?,
-        canary_version: match f.canary_version.trim() {
-            "" => None,
-            v => Some(Version::new(v).map_err(e)?),
-        },
-        share: match f.share.trim() {
-            "" => BasisPoints::ZERO,
-            s => BasisPoints::parse(s).map_err(e)?,
-        },
-        salt: Some(f.salt.trim().to_string()).filter(|s| !s.is_empty()),
-    };
+    let (policy, new) = NewPolicyInput {
+        name: f.name.clone(),
+        stable_version: f.stable_version.clone(),
+        canary_version: f.canary_version.clone(),
+        share: f.share.clone(),
+        salt: f.salt.clone(),
+    }
+    .parse()
+    .map_err(e)?;
     let request = Request {
         policy: policy.clone(),
         expected_revision: None,

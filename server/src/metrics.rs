@@ -7,7 +7,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use splitter::store::instrumented::OpStats;
-use splitter::traffic::LATENCY_BOUNDS_US;
+use splitter::traffic::{VersionTraffic, LATENCY_BOUNDS_US};
+use splitter::PolicyConfig;
 use std::fmt::{Display, Write};
 
 /// A label value with `\`, `"` and newlines escaped.
@@ -22,8 +23,8 @@ fn pv(policy: &str, version: &str) -> String {
     format!("policy=\"{}\",version=\"{}\"", esc(policy), esc(version))
 }
 
-/// A store-operation family: name, help, and the value it takes from each operation.
-type StoreFamily = (&'static str, &'static str, fn(&OpStats) -> String);
+/// A family: name, help, and the value of its sample for each `T`.
+type Family<T, V> = (&'static str, &'static str, fn(&T) -> V);
 
 /// The exposition being written.
 struct Exposition(String);
@@ -49,9 +50,19 @@ impl Exposition {
     }
 }
 
+/// The whole exposition: one named step per group of families.
 pub fn render(state: &AppState) -> String {
     let mut out = Exposition(String::with_capacity(16 * 1024));
+    decisions(&mut out, state);
+    served(&mut out, state);
+    configured(&mut out, state);
+    snapshot(&mut out, state);
+    store(&mut out, state);
+    recorder(&mut out, state);
+    out.0
+}
 
+fn decisions(out: &mut Exposition, state: &AppState) {
     let name = "apx_canary_decisions_total";
     out.family(
         name,
@@ -61,25 +72,28 @@ pub fn render(state: &AppState) -> String {
     for ((policy, version, via), n) in state.recorder.decisions() {
         out.sample(name, &format!("{},via=\"{via}\"", pv(&policy, &version)), n);
     }
+}
 
+/// Requests, errors and the latency histogram per policy and version.
+fn served(out: &mut Exposition, state: &AppState) {
     let totals = state.recorder.totals();
-    let name = "apx_canary_requests_total";
-    out.family(
-        name,
-        "counter",
-        "Requests served, by policy and version (through the layer or reported outcomes).",
-    );
-    for ((policy, version), t) in &totals {
-        out.sample(name, &pv(policy, version), t.requests);
-    }
-    let name = "apx_canary_errors_total";
-    out.family(
-        name,
-        "counter",
-        "Requests answered with a 5xx status, by policy and version.",
-    );
-    for ((policy, version), t) in &totals {
-        out.sample(name, &pv(policy, version), t.errors);
+    let counters: [Family<VersionTraffic, u64>; 2] = [
+        (
+            "apx_canary_requests_total",
+            "Requests served, by policy and version (through the layer or reported outcomes).",
+            |t| t.requests,
+        ),
+        (
+            "apx_canary_errors_total",
+            "Requests answered with a 5xx status, by policy and version.",
+            |t| t.errors,
+        ),
+    ];
+    for (name, help, value) in counters {
+        out.family(name, "counter", help);
+        for ((policy, version), t) in &totals {
+            out.sample(name, &pv(policy, version), value(t));
+        }
     }
     out.family(
         "apx_canary_request_duration_seconds",
@@ -87,58 +101,61 @@ pub fn render(state: &AppState) -> String {
         "Time to serve a request, by policy and version.",
     );
     for ((policy, version), t) in &totals {
-        let labels = pv(policy, version);
-        let bucket = "apx_canary_request_duration_seconds_bucket";
-        let mut cumulative = 0u64;
-        for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
-            cumulative += t.latency.get(i).copied().unwrap_or(0);
-            out.sample(
-                bucket,
-                &format!("{labels},le=\"{}\"", *bound as f64 / 1e6),
-                cumulative,
-            );
-        }
-        out.sample(bucket, &format!("{labels},le=\"+Inf\""), t.requests);
+        histogram(out, &pv(policy, version), t);
+    }
+}
+
+fn histogram(out: &mut Exposition, labels: &str, t: &VersionTraffic) {
+    let bucket = "apx_canary_request_duration_seconds_bucket";
+    let mut cumulative = 0u64;
+    for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
+        cumulative += t.latency.get(i).copied().unwrap_or(0);
         out.sample(
-            "apx_canary_request_duration_seconds_sum",
-            &labels,
-            t.latency_sum_us as f64 / 1e6,
-        );
-        out.sample(
-            "apx_canary_request_duration_seconds_count",
-            &labels,
-            t.requests,
+            bucket,
+            &format!("{labels},le=\"{}\"", *bound as f64 / 1e6),
+            cumulative,
         );
     }
+    out.sample(bucket, &format!("{labels},le=\"+Inf\""), t.requests);
+    out.sample(
+        "apx_canary_request_duration_seconds_sum",
+        labels,
+        t.latency_sum_us as f64 / 1e6,
+    );
+    out.sample(
+        "apx_canary_request_duration_seconds_count",
+        labels,
+        t.requests,
+    );
+}
 
+/// The configured share and revision per policy, from the routing snapshot.
+fn configured(out: &mut Exposition, state: &AppState) {
     let policies = state.splitter.policies();
     let mut names: Vec<&String> = policies.keys().collect();
     names.sort();
-    let name = "apx_canary_configured_share_ratio";
-    out.family(
-        name,
-        "gauge",
-        "The configured canary share per policy (0-1; 0.125 is 12.5 %).",
-    );
-    for policy in &names {
-        let c = &policies[*policy];
-        let share = if c.canary_version.is_some() {
-            c.canary_basis_points.fraction()
-        } else {
-            0.0
-        };
-        out.sample(name, &format!("policy=\"{}\"", esc(policy)), share);
+    let gauges: [Family<PolicyConfig, f64>; 2] = [
+        (
+            "apx_canary_configured_share_ratio",
+            "The configured canary share per policy (0-1; 0.125 is 12.5 %).",
+            |c| c.effective_share().fraction(),
+        ),
+        (
+            "apx_canary_policy_revision",
+            "The configured revision per policy.",
+            |c| c.revision as f64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        out.family(name, "gauge", help);
+        for policy in &names {
+            let labels = format!("policy=\"{}\"", esc(policy));
+            out.sample(name, &labels, value(&policies[*policy]));
+        }
     }
-    let name = "apx_canary_policy_revision";
-    out.family(name, "gauge", "The configured revision per policy.");
-    for policy in &names {
-        out.sample(
-            name,
-            &format!("policy=\"{}\"", esc(policy)),
-            policies[*policy].revision,
-        );
-    }
+}
 
+fn snapshot(out: &mut Exposition, state: &AppState) {
     let health = state.splitter.health();
     out.single(
         "apx_canary_snapshot_age_seconds",
@@ -152,9 +169,11 @@ pub fn render(state: &AppState) -> String {
         "1 while the last refresh of the routing snapshot failed.",
         u8::from(health.last_error.is_some()),
     );
+}
 
+fn store(out: &mut Exposition, state: &AppState) {
     let ops = state.store_metrics.snapshot();
-    let store_families: [StoreFamily; 3] = [
+    let store_families: [Family<OpStats, String>; 3] = [
         (
             "apx_canary_store_calls_total",
             "Store calls by operation.",
@@ -177,39 +196,45 @@ pub fn render(state: &AppState) -> String {
             out.sample(name, &format!("op=\"{op}\""), value(s));
         }
     }
+}
 
+fn recorder(out: &mut Exposition, state: &AppState) {
     let r = state.recorder.stats();
-    out.single(
-        "apx_canary_recorder_unflushed_requests",
-        "gauge",
-        "Recorded requests not yet written to the store (the recorder's backlog).",
-        r.unflushed_requests,
-    );
-    out.single(
-        "apx_canary_recorder_unflushed_minutes",
-        "gauge",
-        "Policy-minutes with data not yet written to the store.",
-        r.unflushed_minutes,
-    );
-    out.single(
-        "apx_canary_recorder_lost_requests_total",
-        "counter",
-        "Recorded requests dropped unwritten to keep memory bounded during a store outage.",
-        r.lost_requests,
-    );
-    out.single(
-        "apx_canary_recorder_flush_failures_total",
-        "counter",
-        "Failed traffic flushes.",
-        r.flush_failures,
-    );
-    out.single(
-        "apx_canary_recorder_flushed_writes_total",
-        "counter",
-        "Traffic documents written by successful flushes.",
-        r.flushed_writes,
-    );
-    out.0
+    let families: [(&str, &str, &str, u64); 5] = [
+        (
+            "apx_canary_recorder_unflushed_requests",
+            "gauge",
+            "Recorded requests not yet written to the store (the recorder's backlog).",
+            r.unflushed_requests,
+        ),
+        (
+            "apx_canary_recorder_unflushed_minutes",
+            "gauge",
+            "Policy-minutes with data not yet written to the store.",
+            r.unflushed_minutes as u64,
+        ),
+        (
+            "apx_canary_recorder_lost_requests_total",
+            "counter",
+            "Recorded requests dropped unwritten to keep memory bounded during a store outage.",
+            r.lost_requests,
+        ),
+        (
+            "apx_canary_recorder_flush_failures_total",
+            "counter",
+            "Failed traffic flushes.",
+            r.flush_failures,
+        ),
+        (
+            "apx_canary_recorder_flushed_writes_total",
+            "counter",
+            "Traffic documents written by successful flushes.",
+            r.flushed_writes,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        out.single(name, kind, help, value);
+    }
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -1,6 +1,6 @@
 //! The server end to end in-process (real router, real stores): pages render from the store,
 //! forms change it (and refuse bad input), the JSON API mirrors it with ETag / If-Match.
-//! The same flow runs on the embedded store and on the Firestore emulator.
+//! Every scenario runs on the embedded store and on the Firestore emulator.
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -91,7 +91,65 @@ fn decoded(location: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-async fn flow(app: Router) {
+async fn embedded() -> (Router, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path().join("canary.redb")).unwrap());
+    (router(store).await, dir)
+}
+
+async fn firestore(test: &str) -> Router {
+    assert!(
+        std::env::var("FIRESTORE_EMULATOR_HOST").is_ok(),
+        "FIRESTORE_EMULATOR_HOST is not set: run the tests with `./dev test`, which starts the emulator"
+    );
+    let project = format!("flow-{}-{}", test.replace('_', "-"), std::process::id());
+    let store = FirestoreStore::connect(&project, Duration::from_secs(10))
+        .await
+        .unwrap();
+    router(store).await
+}
+
+/// Each scenario starts from the seeded demo policies, on a fresh embedded store and on a
+/// fresh Firestore emulator project, as its own test (one failure hides no other).
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod embedded_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (app, _dir) = super::embedded().await;
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod firestore_emulator {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::firestore(stringify!($name)).await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    overview_lists_and_filters_the_policies,
+    a_bad_or_unconfirmed_share_is_refused_and_nothing_is_written,
+    a_share_set_in_the_form_is_stored_and_a_stale_form_is_refused,
+    the_api_needs_if_match_and_names_conflicts_and_bad_fields,
+    forms_and_api_parse_the_same_input_alike,
+    roll_back_then_promote_through_the_forms,
+    a_policy_is_created_through_the_form_once,
+    the_simulator_agrees_with_the_splitter,
+    delete_needs_the_confirmation,
+);
+
+async fn etag(app: &Router, policy: &str) -> String {
+    get(app, &format!("/api/v1/policies/{policy}")).await.etag
+}
+
+async fn overview_lists_and_filters_the_policies(app: Router) {
     // The overview lists the (demo) policies from the store, with exact shares.
     let page = get(&app, "/").await;
     assert_eq!(page.status, StatusCode::OK);
@@ -103,8 +161,11 @@ async fn flow(app: Router) {
     assert!(page.body.contains("3 of 3 policies"));
     let filtered = get(&app, "/?q=search&state=ramping").await;
     assert!(filtered.body.contains("1 of 3 policies") && filtered.body.contains("demo-search-api"));
+    let health = get(&app, "/healthz").await;
+    assert!(health.body.contains("\"status\":\"ok\""));
+}
 
-    // A bad share is refused with a clear message and nothing is written.
+async fn a_bad_or_unconfirmed_share_is_refused_and_nothing_is_written(app: Router) {
     for bad in ["150", "abc", "-1"] {
         let r = form(
             &app,
@@ -126,13 +187,25 @@ async fn flow(app: Router) {
     )
     .await;
     assert!(decoded(&unconfirmed.location).contains("Tick the confirmation box"));
-    let api = get(&app, "/api/v1/policies/demo-payment-api").await;
+    let unknown = form(
+        &app,
+        "/policies/demo-payment-api/actions/set_share",
+        "revision=1&actor=alice&reason=r&confirm=yes&share=20",
+    )
+    .await;
+    assert!(
+        decoded(&unknown.location).contains("'set_share' is not an action"),
+        "{}",
+        unknown.location
+    );
     assert_eq!(
-        api.etag, "\"1\"",
+        etag(&app, "demo-payment-api").await,
+        "\"1\"",
         "nothing was written by the refused forms"
     );
+}
 
-    // A share set in the UI changes the stored config (checked through the API).
+async fn a_share_set_in_the_form_is_stored_and_a_stale_form_is_refused(app: Router) {
     let ok = form(
         &app,
         "/policies/demo-payment-api/actions/share",
@@ -179,61 +252,131 @@ async fn flow(app: Router) {
             && page.body.contains("share 12.5% → 20%")
             && page.body.contains("ramp")
     );
+}
 
-    // API: If-Match required, stale 409 with current state, bad input 422 naming the field.
-    let r = json(
-        &app,
-        "PUT",
-        "/api/v1/policies/demo-payment-api/share",
-        None,
-        r#"{"share":"30%"}"#,
-    )
-    .await;
+async fn the_api_needs_if_match_and_names_conflicts_and_bad_fields(app: Router) {
+    let share = "/api/v1/policies/demo-payment-api/share";
+    let r = json(&app, "PUT", share, None, r#"{"share":"30%"}"#).await;
     assert_eq!(r.status, StatusCode::PRECONDITION_REQUIRED);
-    let r = json(
-        &app,
-        "PUT",
-        "/api/v1/policies/demo-payment-api/share",
-        Some("\"1\""),
-        r#"{"share":"30%"}"#,
-    )
-    .await;
+    let r = json(&app, "PUT", share, Some("\"1\""), r#"{"share":15}"#).await;
+    assert_eq!(
+        (r.status, r.etag.as_str()),
+        (StatusCode::OK, "\"2\""),
+        "{}",
+        r.body
+    );
+    let r = json(&app, "PUT", share, Some("\"1\""), r#"{"share":"30%"}"#).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(
         r.body.contains("\"current\"") && r.body.contains("\"revision\":2"),
         "{}",
         r.body
     );
-    let r = json(
-        &app,
-        "PUT",
-        "/api/v1/policies/demo-payment-api/share",
-        Some("\"2\""),
-        r#"{"share":"12.345"}"#,
-    )
-    .await;
+    let r = json(&app, "PUT", share, Some("\"2\""), r#"{"share":"12.345"}"#).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("\"field\":\"share\""), "{}", r.body);
+    let r = json(&app, "PUT", share, Some("\"2\""), r#"{"share":true}"#).await;
     assert!(r.body.contains("\"field\":\"share\""), "{}", r.body);
     let r = json(
         &app,
         "PUT",
-        "/api/v1/policies/demo-payment-api/share",
+        share,
         Some("\"2\""),
-        r#"{"share":12.5}"#,
+        r#"{"share":"5","version":"v3"}"#,
     )
     .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("unknown field `version`"), "{}", r.body);
+    let r = json(
+        &app,
+        "PUT",
+        share,
+        Some("\"2\""),
+        r#"{"reason":"no share"}"#,
+    )
+    .await;
+    assert!(r.body.contains("missing field `share`"), "{}", r.body);
     assert_eq!(
-        (r.status, r.etag.as_str()),
-        (StatusCode::OK, "\"3\""),
+        etag(&app, "demo-payment-api").await,
+        "\"2\"",
+        "nothing else was written"
+    );
+}
+
+/// The same bad input gets the same answer through a form and through the API: one parser.
+async fn forms_and_api_parse_the_same_input_alike(app: Router) {
+    let cases = [
+        ("share", "share=12.345", "share", r#"{"share":"12.345"}"#),
+        (
+            "canary",
+            "version=latest",
+            "canary",
+            r#"{"version":"latest"}"#,
+        ),
+        (
+            "pin",
+            "tenant=acme&pin=both",
+            "overrides/acme",
+            r#"{"pin":"both"}"#,
+        ),
+    ];
+    for (action, fields, path, body) in cases {
+        let f = form(
+            &app,
+            &format!("/policies/demo-checkout/actions/{action}"),
+            &format!("revision=1&actor=alice&reason=r&confirm=yes&{fields}"),
+        )
+        .await;
+        let form_error = decoded(&f.location);
+        let api = json(
+            &app,
+            "PUT",
+            &format!("/api/v1/policies/demo-checkout/{path}"),
+            Some("\"1\""),
+            body,
+        )
+        .await;
+        assert_eq!(api.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", api.body);
+        let v: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+        let api_error = v["error"].as_str().unwrap();
+        assert!(
+            form_error.contains(&format!("error={api_error}")),
+            "{action}: form said {form_error}, API said {api_error}"
+        );
+    }
+    // A pin typed with a stray space pins the trimmed id through either path.
+    let f = form(
+        &app,
+        "/policies/demo-checkout/actions/pin",
+        "revision=1&actor=alice&reason=r&tenant=+acme+&pin=stable",
+    )
+    .await;
+    assert!(
+        decoded(&f.location).contains("Pinned acme to stable"),
+        "{}",
+        f.location
+    );
+    let r = json(
+        &app,
+        "PUT",
+        "/api/v1/policies/demo-checkout/overrides/%20beta%20",
+        Some("\"2\""),
+        r#"{"pin":"stable"}"#,
+    )
+    .await;
+    assert!(
+        r.body
+            .contains("\"overrides\":{\"acme\":\"stable\",\"beta\":\"stable\"}"),
         "{}",
         r.body
     );
+}
 
-    // Roll back and promote through the forms.
+async fn roll_back_then_promote_through_the_forms(app: Router) {
     let r = form(
         &app,
         "/policies/demo-payment-api/actions/rollback",
-        "revision=3&actor=carol&reason=errors&confirm=yes",
+        "revision=1&actor=carol&reason=errors&confirm=yes",
     )
     .await;
     assert!(
@@ -244,7 +387,7 @@ async fn flow(app: Router) {
     let r = form(
         &app,
         "/policies/demo-payment-api/actions/promote",
-        "revision=4&actor=carol&reason=x&confirm=yes",
+        "revision=2&actor=carol&reason=x&confirm=yes",
     )
     .await;
     assert!(
@@ -256,7 +399,7 @@ async fn flow(app: Router) {
         &app,
         "POST",
         "/api/v1/policies/demo-payment-api/promote",
-        Some("\"4\""),
+        Some("\"2\""),
         "",
     )
     .await;
@@ -264,14 +407,14 @@ async fn flow(app: Router) {
     let r = form(
         &app,
         "/policies/demo-payment-api/actions/share",
-        "revision=4&actor=carol&reason=fixed&confirm=yes&step=100",
+        "revision=2&actor=carol&reason=fixed&confirm=yes&step=100",
     )
     .await;
     assert!(decoded(&r.location).contains("notice="), "{}", r.location);
     let r = form(
         &app,
         "/policies/demo-payment-api/actions/promote",
-        "revision=5&actor=carol&reason=done&confirm=yes",
+        "revision=3&actor=carol&reason=done&confirm=yes",
     )
     .await;
     assert!(
@@ -279,8 +422,9 @@ async fn flow(app: Router) {
         "{}",
         r.location
     );
+}
 
-    // Create through the form; a duplicate is refused.
+async fn a_policy_is_created_through_the_form_once(app: Router) {
     let r = form(
         &app,
         "/policies",
@@ -313,11 +457,21 @@ async fn flow(app: Router) {
         "{}",
         r.location
     );
+    let r = json(
+        &app,
+        "POST",
+        "/api/v1/policies",
+        None,
+        r#"{"name":"Bad Name","stable_version":"v1"}"#,
+    )
+    .await;
+    assert!(r.body.contains("\"field\":\"policy name\""), "{}", r.body);
+}
 
-    // The simulator agrees with the splitter for every tenant it lists.
+async fn the_simulator_agrees_with_the_splitter(app: Router) {
     let tenants: Vec<String> = (0..300).map(|i| format!("tenant-{i}")).collect();
     let uri = format!(
-        "/policies/orders/simulate?share=37.5&tenants={}",
+        "/policies/demo-payment-api/simulate?share=37.5&tenants={}",
         tenants.join("%0A")
     );
     let page = get(&app, &uri).await;
@@ -326,8 +480,8 @@ async fn flow(app: Router) {
         "{}",
         &page.body[..page.body.len().min(2000)]
     );
-    let orders = get(&app, "/api/v1/policies/orders").await;
-    let mut config: splitter::PolicyConfig = serde_json::from_str(&orders.body).unwrap();
+    let stored = get(&app, "/api/v1/policies/demo-payment-api").await;
+    let mut config: splitter::PolicyConfig = serde_json::from_str(&stored.body).unwrap();
     config.canary_basis_points = splitter::BasisPoints::parse("37.5").unwrap();
     for t in &tenants {
         let expected = if splitter::decide(Some(&config), Some(t)).is_canary {
@@ -341,11 +495,20 @@ async fn flow(app: Router) {
             "{t} should be {expected}"
         );
     }
+}
 
-    // Delete needs the confirmation too; then the policy is gone.
+async fn delete_needs_the_confirmation(app: Router) {
     let r = form(
         &app,
-        "/policies/orders/actions/delete",
+        "/policies/demo-checkout/actions/delete",
+        "revision=1&actor=dana&reason=oops",
+    )
+    .await;
+    assert!(decoded(&r.location).contains("Tick the confirmation box"));
+    assert_eq!(etag(&app, "demo-checkout").await, "\"1\"");
+    let r = form(
+        &app,
+        "/policies/demo-checkout/actions/delete",
         "revision=1&actor=dana&reason=oops&confirm=yes",
     )
     .await;
@@ -355,31 +518,9 @@ async fn flow(app: Router) {
         r.location
     );
     assert_eq!(
-        get(&app, "/api/v1/policies/orders").await.status,
+        get(&app, "/api/v1/policies/demo-checkout").await.status,
         StatusCode::NOT_FOUND
     );
-    let health = get(&app, "/healthz").await;
-    assert!(health.body.contains("\"status\":\"ok\""));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flow_on_embedded_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path().join("canary.redb")).unwrap());
-    flow(router(store).await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flow_on_firestore_emulator() {
-    assert!(
-        std::env::var("FIRESTORE_EMULATOR_HOST").is_ok(),
-        "FIRESTORE_EMULATOR_HOST is not set: run the tests with `./dev test`, which starts the emulator"
-    );
-    let project = format!("server-flow-{}", std::process::id());
-    let store = FirestoreStore::connect(&project, Duration::from_secs(10))
-        .await
-        .unwrap();
-    flow(router(store).await).await;
 }
 
 async fn upload(app: &Router, body: Vec<u8>) -> Reply {

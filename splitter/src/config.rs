@@ -80,6 +80,32 @@ pub enum RolloutState {
 }
 
 impl RolloutState {
+    /// Every state, in the order a rollout passes through them.
+    pub const ALL: [RolloutState; 5] = [
+        RolloutState::NoCanary,
+        RolloutState::Staged,
+        RolloutState::Ramping,
+        RolloutState::AtFull,
+        RolloutState::RolledBack,
+    ];
+
+    /// The state as URLs, CSS classes and JSON name it: `no_canary`, `ramping`, …
+    pub fn key(self) -> &'static str {
+        match self {
+            RolloutState::NoCanary => "no_canary",
+            RolloutState::Staged => "staged",
+            RolloutState::Ramping => "ramping",
+            RolloutState::AtFull => "at_full",
+            RolloutState::RolledBack => "rolled_back",
+        }
+    }
+
+    /// The state named by its [`key`](Self::key).
+    pub fn from_key(key: &str) -> Option<RolloutState> {
+        Self::ALL.into_iter().find(|s| s.key() == key)
+    }
+
+    /// The state as people read it: `no canary`, `at 100%`, …
     pub fn label(self) -> &'static str {
         match self {
             RolloutState::NoCanary => "no canary",
@@ -88,6 +114,32 @@ impl RolloutState {
             RolloutState::AtFull => "at 100%",
             RolloutState::RolledBack => "rolled back",
         }
+    }
+}
+
+/// What a version is to a policy: its stable, its canary, or neither any more (a version seen
+/// in recorded traffic that an earlier config routed to). Ordered as pages list them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionRole {
+    Stable,
+    Canary,
+    Earlier,
+}
+
+impl VersionRole {
+    pub fn key(self) -> &'static str {
+        match self {
+            VersionRole::Stable => "stable",
+            VersionRole::Canary => "canary",
+            VersionRole::Earlier => "earlier",
+        }
+    }
+}
+
+impl std::fmt::Display for VersionRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
     }
 }
 
@@ -117,6 +169,31 @@ impl PolicyConfig {
         }
     }
 
+    /// The share of tenants the canary receives: the configured share, or 0% without a canary
+    /// version (a share may be stored while no canary is set).
+    pub fn effective_share(&self) -> BasisPoints {
+        if self.canary_version.is_some() {
+            self.canary_basis_points
+        } else {
+            BasisPoints::ZERO
+        }
+    }
+
+    /// What `version` is to this policy now.
+    pub fn role_of(&self, version: &str) -> VersionRole {
+        if self.stable_version.as_str() == version {
+            VersionRole::Stable
+        } else if self
+            .canary_version
+            .as_ref()
+            .is_some_and(|c| c.as_str() == version)
+        {
+            VersionRole::Canary
+        } else {
+            VersionRole::Earlier
+        }
+    }
+
     pub fn state(&self) -> RolloutState {
         match (&self.canary_version, self.canary_basis_points.get()) {
             (None, _) => RolloutState::NoCanary,
@@ -125,5 +202,47 @@ impl PolicyConfig {
             (Some(_), 10_000) => RolloutState::AtFull,
             (Some(_), _) => RolloutState::Ramping,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(canary: Option<&str>, bp: u32) -> PolicyConfig {
+        PolicyConfig::new(
+            PolicyName::new("pay").unwrap(),
+            Version::new("v1").unwrap(),
+            canary.map(|c| Version::new(c).unwrap()),
+            BasisPoints::new(bp).unwrap(),
+            Actor::new("t").unwrap(),
+            Timestamp::from_second(0).unwrap(),
+        )
+    }
+
+    #[test]
+    fn state_keys_round_trip_and_match_serde() {
+        for s in RolloutState::ALL {
+            assert_eq!(RolloutState::from_key(s.key()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.key());
+        }
+        assert_eq!(RolloutState::from_key("at 100%"), None);
+    }
+
+    #[test]
+    fn effective_share_is_zero_without_a_canary() {
+        assert_eq!(config(None, 2500).effective_share(), BasisPoints::ZERO);
+        assert_eq!(config(Some("v2"), 2500).effective_share().get(), 2500);
+    }
+
+    #[test]
+    fn roles_of_versions() {
+        let c = config(Some("v2"), 100);
+        assert_eq!(c.role_of("v1"), VersionRole::Stable);
+        assert_eq!(c.role_of("v2"), VersionRole::Canary);
+        assert_eq!(c.role_of("v0"), VersionRole::Earlier);
+        assert!(
+            VersionRole::Stable < VersionRole::Canary && VersionRole::Canary < VersionRole::Earlier
+        );
     }
 }

@@ -66,7 +66,8 @@ fn conflict_message(policy: &str, expected: Option<u64>, current: Option<&Policy
 }
 
 impl Error {
-    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+    /// A bad value in `field`, with a message that says what is wrong and what would do.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         Error::Invalid {
             field,
             message: message.into(),

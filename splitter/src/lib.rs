@@ -27,7 +27,7 @@ pub mod snapshot;
 pub mod store;
 
 pub use bucket::{bucket, Bucket, BUCKETS};
-pub use config::{Pin, PolicyConfig, RolloutState};
+pub use config::{Pin, PolicyConfig, RolloutState, VersionRole};
 pub use decision::{decide, Decision, Reason};
 pub use error::{Error, Result};
 pub use names::{Actor, PolicyName, TenantId, Version, LATEST};

@@ -173,6 +173,33 @@ pub fn sanitize_replica(raw: &str) -> String {
     }
 }
 
+/// Who decided which version served a request: the routing layer inside a service, or a
+/// caller of the decision API (which reports what it served through the outcomes API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    Layer,
+    Api,
+}
+
+impl Via {
+    pub const ALL: [Via; 2] = [Via::Layer, Via::Api];
+
+    /// As `/metrics` labels it.
+    pub fn key(self) -> &'static str {
+        match self {
+            Via::Layer => "layer",
+            Via::Api => "api",
+        }
+    }
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
 #[cfg(feature = "store")]
 pub use recorder::{RecorderStats, TrafficRecorder};
 
@@ -210,11 +237,9 @@ mod recorder {
         pending: usize,
         /// policy → version → since start (for Prometheus counters).
         totals: HashMap<String, BTreeMap<String, VersionTraffic>>,
-        /// policy → version → decisions handed out [by the layer, by the API].
+        /// policy → version → decisions handed out, indexed by [`Via`] (in `Via::ALL` order).
         decisions: HashMap<String, BTreeMap<String, [u64; 2]>>,
     }
-
-    const VIA: [&str; 2] = ["layer", "api"];
 
     #[derive(Default)]
     struct Entry {
@@ -316,12 +341,12 @@ mod recorder {
                 decision.version.as_str(),
                 status,
                 latency,
-                "layer",
+                Via::Layer,
             );
         }
 
         /// Records one served request of `version` (the caller checked that the policy exists
-        /// and the version is one of its own). `via` says who decided: `layer` or `api`; the
+        /// and the version is one of its own). `via` says who decided; the
         /// layer's requests also count as its decisions.
         pub fn record_outcome(
             &self,
@@ -330,7 +355,7 @@ mod recorder {
             version: &str,
             status: u16,
             latency: Duration,
-            via: &'static str,
+            via: Via,
         ) {
             let mut guard = self.state.lock().unwrap();
             let state = &mut *guard;
@@ -351,17 +376,17 @@ mod recorder {
             entry.generation += 1;
             entry.requests += 1;
             slot_tree(slot_hash(&mut state.totals, policy), version).record(status, latency);
-            if via == "layer" {
-                slot_tree(slot_hash(&mut state.decisions, policy), version)[0] += 1;
+            if via == Via::Layer {
+                slot_tree(slot_hash(&mut state.decisions, policy), version)[via as usize] += 1;
             }
         }
 
         /// Counts a decision handed out without an outcome (the JSON decision API).
-        pub fn decided(&self, policy: &str, decision: &Decision, via: &'static str) {
+        pub fn decided(&self, policy: &str, decision: &Decision, via: Via) {
             if decision.reason == Reason::NoConfig {
                 return;
             }
-            let i = usize::from(via != "layer");
+            let i = via as usize;
             let mut state = self.state.lock().unwrap();
             slot_tree(
                 slot_hash(&mut state.decisions, policy),
@@ -508,15 +533,15 @@ mod recorder {
             flatten(&self.state.lock().unwrap().totals)
         }
 
-        /// Decisions since start per (policy, version, via: `layer` or `api`); zero counts
-        /// are left out.
-        pub fn decisions(&self) -> BTreeMap<(String, String, &'static str), u64> {
+        /// Decisions since start per (policy, version, who decided); zero counts are left out.
+        pub fn decisions(&self) -> BTreeMap<(String, String, Via), u64> {
             flatten(&self.state.lock().unwrap().decisions)
                 .into_iter()
                 .flat_map(|((p, v), counts)| {
-                    (0..2)
-                        .filter(move |&i| counts[i] > 0)
-                        .map(move |i| ((p.clone(), v.clone(), VIA[i]), counts[i]))
+                    Via::ALL
+                        .into_iter()
+                        .filter(move |&via| counts[via as usize] > 0)
+                        .map(move |via| ((p.clone(), v.clone(), via), counts[via as usize]))
                 })
                 .collect()
         }

@@ -4,30 +4,25 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 use splitter::BasisPoints;
 
-/// The stable/canary split as a bar, labelled in text (readable without colour).
+/// The stable/canary split as a bar, labelled in text (readable without colour). `share` is
+/// the canary's effective share ([`splitter::PolicyConfig::effective_share`]).
 #[component]
-pub fn SplitBar(share: BasisPoints, has_canary: bool) -> impl IntoView {
-    let canary_pct = if has_canary {
-        share.fraction() * 100.0
-    } else {
-        0.0
-    };
-    let canary_label = if has_canary {
-        share.to_string()
-    } else {
-        "0%".to_string()
-    };
-    let stable_label =
-        BasisPoints::new(10_000 - u32::from(if has_canary { share.get() } else { 0 }))
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-    let aria = format!("{canary_label} canary, {stable_label} stable");
+pub fn SplitBar(share: BasisPoints) -> impl IntoView {
+    let canary_pct = share.fraction() * 100.0;
+    let stable = BasisPoints::new(10_000 - u32::from(share.get())).unwrap_or(BasisPoints::ZERO);
+    let aria = format!("{share} canary, {stable} stable");
     view! {
         <div class="split" role="img" aria-label=aria.clone() title=aria>
             <span class="split-canary" style=format!("width:{canary_pct}%")></span>
             <span class="split-stable" style=format!("width:{}%", 100.0 - canary_pct)></span>
         </div>
     }
+}
+
+/// A policy's rollout state as a badge (`state-ramping`, …).
+#[component]
+pub fn StateBadge(state: splitter::RolloutState) -> impl IntoView {
+    view! { <span class=format!("state state-{}", state.key())>{state.label()}</span> }
 }
 
 /// The outcome of the last form post, carried in the URL by the redirect (`?notice=` / `?error=`).
@@ -46,14 +41,15 @@ pub fn Flash() -> impl IntoView {
     }
 }
 
-/// The fields every change form carries: who, why, and (for traffic-moving changes) a
+/// The fields every change form carries: who, why, and (for an action that moves traffic) its
 /// confirmation. `revision` is the revision the page showed.
 #[component]
 pub fn ChangeFields(
     revision: u64,
-    confirm: Option<&'static str>,
+    action: crate::actions::PolicyAction,
     #[prop(into)] id: String,
 ) -> impl IntoView {
+    let confirm = action.confirmation();
     let actor_id = format!("{id}-actor");
     let reason_id = format!("{id}-reason");
     let confirm_id = format!("{id}-confirm");

@@ -1,10 +1,11 @@
 //! `/`: every policy on one screen, filtered, sorted and paged through the URL.
 
-use crate::components::{Flash, SplitBar};
-use crate::model::{ago, state_key, when, OverviewQuery};
+use crate::components::{Flash, SplitBar, StateBadge};
+use crate::model::{ago, when, OverviewQuery};
 use crate::server_fns::list_policies;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
+use splitter::RolloutState;
 
 #[component]
 pub fn Overview() -> impl IntoView {
@@ -44,9 +45,10 @@ pub fn Overview() -> impl IntoView {
                                 <input id="q" name="q" value=oq.q.clone()/>
                                 <label for="state">"State"</label>
                                 <select id="state" name="state">
-                                    {[("", "all"), ("no_canary", "no canary"), ("staged", "staged"), ("ramping", "ramping"), ("at_full", "at 100%"), ("rolled_back", "rolled back")]
+                                    <option value="" selected=oq.state.is_empty()>"all"</option>
+                                    {RolloutState::ALL
                                         .into_iter()
-                                        .map(|(k, label)| view! { <option value=k selected=oq.state == k>{label}</option> })
+                                        .map(|s| view! { <option value=s.key() selected=oq.state == s.key()>{s.label()}</option> })
                                         .collect_view()}
                                 </select>
                                 <label for="sort">"Sort by"</label>
@@ -71,7 +73,6 @@ pub fn Overview() -> impl IntoView {
                                 <tbody>
                                     {page.rows.into_iter().map(|c| {
                                         let href = format!("/policies/{}", c.policy_name);
-                                        let has_canary = c.canary_version.is_some();
                                         let observed = page.traffic.get(c.policy_name.as_str()).copied();
                                         view! {
                                             <tr data-policy=c.policy_name.to_string()>
@@ -79,15 +80,15 @@ pub fn Overview() -> impl IntoView {
                                                 <td class="version stable">{c.stable_version.to_string()}</td>
                                                 <td class="version canary">{c.canary_version.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "—".into())}</td>
                                                 <td class="share" data-test="share">{c.canary_basis_points.to_string()}</td>
-                                                <td><SplitBar share=c.canary_basis_points has_canary/></td>
+                                                <td><SplitBar share=c.effective_share()/></td>
                                                 <td class="share-indicator" data-test="observed">{match observed {
                                                     Some(o) if o.requests > 0 => view! {
-                                                        <SplitBar share=o.basis_points() has_canary=true/>
+                                                        <SplitBar share=o.basis_points()/>
                                                         <span>{format!("{} canary of {} requests", o.basis_points(), o.requests)}</span>
                                                     }.into_any(),
                                                     _ => view! { <span class="muted">"no traffic"</span> }.into_any(),
                                                 }}</td>
-                                                <td><span class=format!("state state-{}", state_key(&c))>{c.state().label()}</span></td>
+                                                <td><StateBadge state=c.state()/></td>
                                                 <td title=when(c.updated_at)>{format!("{} by {}", ago(c.updated_at, now), c.updated_by)}</td>
                                             </tr>
                                         }

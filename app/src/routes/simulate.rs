@@ -191,7 +191,8 @@ fn result_view(
         }
     };
     view! {
-        <SplitBar share=proposed has_canary/>
+        // Without a canary version nobody moves, whatever the proposed share.
+        <SplitBar share=if has_canary { proposed } else { splitter::BasisPoints::ZERO }/>
         <table class="counts" data-test="counts">
             <tbody>
                 <tr><th scope="row">"Tenants"</th><td data-test="tenants">{c.tenants}</td><td></td></tr>

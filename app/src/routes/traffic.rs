@@ -86,7 +86,7 @@ fn traffic_view(t: TrafficPage) -> impl IntoView {
             <tbody>
                 {t.versions.is_empty().then(|| view! { <tr><td colspan="8">"No requests recorded in this window."</td></tr> })}
                 {t.versions.into_iter().map(|v| view! {
-                    <tr data-version=v.version.clone() data-role=v.role.clone()>
+                    <tr data-version=v.version.clone() data-role=v.role.key()>
                         <th scope="row" class=format!("version {}", v.role)>{format!("{} ({})", v.version, v.role)}</th>
                         <td data-test="requests">{v.requests}</td>
                         <td>{format!("{:.2}", v.rps)}</td>
