@@ -10,7 +10,7 @@ pub mod model;
 pub mod routes;
 pub mod server_fns;
 #[cfg(feature = "ssr")]
-pub mod state;
+pub mod ssr;
 pub mod traffic;
 
 use leptos::prelude::*;

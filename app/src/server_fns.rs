@@ -8,7 +8,7 @@ use leptos::prelude::*;
 /// label naming the store.
 #[server]
 pub async fn list_policies(query: OverviewQuery) -> Result<(String, OverviewPage), ServerFnError> {
-    let state = expect_context::<crate::state::AppState>();
+    let state = expect_context::<crate::ssr::state::AppState>();
     let err = |e: splitter::Error| ServerFnError::new(e.to_string());
     let list = state.store.list().await.map_err(err)?;
     let mut page = query.apply(list);
@@ -22,7 +22,7 @@ pub async fn list_policies(query: OverviewQuery) -> Result<(String, OverviewPage
 /// One policy and its latest 50 audit events; `None` if it does not exist.
 #[server]
 pub async fn get_policy(name: String) -> Result<Option<PolicyPage>, ServerFnError> {
-    let state = expect_context::<crate::state::AppState>();
+    let state = expect_context::<crate::ssr::state::AppState>();
     let Ok(name) = splitter::PolicyName::new(&name) else {
         return Ok(None);
     };
@@ -45,14 +45,14 @@ pub async fn get_policy(name: String) -> Result<Option<PolicyPage>, ServerFnErro
 /// The text of a file uploaded to the simulator without JavaScript (kept in memory, briefly).
 #[server]
 pub async fn uploaded_tenants(id: String) -> Result<Option<String>, ServerFnError> {
-    let state = expect_context::<crate::state::AppState>();
+    let state = expect_context::<crate::ssr::state::AppState>();
     Ok(state.uploads.get(&id).map(|t| t.to_string()))
 }
 
 /// Which store the dashboard runs on, for the header.
 #[server]
 pub async fn store_label() -> Result<String, ServerFnError> {
-    Ok(expect_context::<crate::state::AppState>()
+    Ok(expect_context::<crate::ssr::state::AppState>()
         .store_label
         .clone())
 }
@@ -64,8 +64,9 @@ pub async fn policy_traffic(
     name: String,
     window: String,
 ) -> Result<Option<crate::traffic::TrafficPage>, ServerFnError> {
-    use crate::traffic::{build, TrafficInput, Window};
-    let state = expect_context::<crate::state::AppState>();
+    use crate::ssr::traffic::{build, TrafficInput};
+    use crate::traffic::Window;
+    let state = expect_context::<crate::ssr::state::AppState>();
     let window = Window::parse(&window)
         .ok_or_else(|| ServerFnError::new(format!("window '{window}': choose 15m, 1h or 24h")))?;
     let Ok(name) = splitter::PolicyName::new(&name) else {

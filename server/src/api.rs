@@ -4,7 +4,7 @@
 
 use crate::error::ApiError;
 use app::actions::{ActionInput, NewPolicyInput, PolicyAction};
-use app::state::AppState;
+use app::ssr::state::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};

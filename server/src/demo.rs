@@ -5,7 +5,7 @@
 //! `canary_latency_ms` (mean handler time, 0–5000, jittered ±50 %).
 
 use crate::ServerState;
-use app::state::AppState;
+use app::ssr::state::AppState;
 use axum::extract::{Extension, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -3,7 +3,7 @@
 
 use app::actions::{ActionInput, NewPolicyInput, PolicyAction};
 use app::routes::overview::urlencode;
-use app::state::AppState;
+use app::ssr::state::AppState;
 use axum::extract::{Multipart, Path, State};
 use axum::response::Redirect;
 use axum::Form;
@@ -220,7 +220,7 @@ fn upload_error(e: &axum::extract::multipart::MultipartError) -> String {
     if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         format!(
             "The file is larger than {} MB. Split it, or run `splitter assign` on it offline.",
-            app::state::Uploads::MAX_BYTES / (1024 * 1024)
+            app::ssr::state::Uploads::MAX_BYTES / (1024 * 1024)
         )
     } else {
         format!("The upload failed ({e}); nothing was simulated.")

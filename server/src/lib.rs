@@ -9,7 +9,7 @@ pub mod loadgen;
 pub mod metrics;
 pub mod seed;
 
-use app::state::AppState;
+use app::ssr::state::AppState;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use axum::Router;
@@ -119,7 +119,7 @@ pub fn router(leptos: LeptosOptions, app: AppState) -> Router {
         .route(
             "/policies/{name}/simulate/upload",
             post(forms::upload).layer(axum::extract::DefaultBodyLimit::max(
-                app::state::Uploads::MAX_BYTES + 64 * 1024,
+                app::ssr::state::Uploads::MAX_BYTES + 64 * 1024,
             )),
         )
         .leptos_routes_with_context(&state, routes, context.clone(), shell)

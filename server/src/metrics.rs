@@ -2,7 +2,7 @@
 //! version, the configured canary share per policy, store calls, snapshot age and the traffic
 //! recorder's backlog and losses.
 
-use app::state::AppState;
+use app::ssr::state::AppState;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
