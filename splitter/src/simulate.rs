@@ -89,6 +89,11 @@ impl Simulator {
         }
     }
 
+    /// The config with the proposed share.
+    pub fn proposed_config(&self) -> &PolicyConfig {
+        &self.proposed
+    }
+
     /// One tenant (already validated): one hash, two evaluations.
     #[inline]
     pub fn tenant<T: AsRef<str>>(&self, tenant: T) -> SimulatedTenant<T> {

@@ -102,7 +102,6 @@ fn simulator_view(
     }
     let share_text = share_input.get_untracked();
     let tenants_text = tenants_input.get_untracked();
-    let has_canary = config.canary_version.is_some();
     let current = config.canary_basis_points;
     let canary_label = config
         .canary_version
@@ -131,7 +130,7 @@ fn simulator_view(
                 <div class="flash error" role="alert"><p>{format!("{} line(s) are not tenant ids and were left out:", input.invalid.len())}</p>
                 <ul>{input.invalid.iter().take(20).map(|(l, e)| view! { <li>{format!("line {l}: {e}")}</li> }).collect_view()}</ul></div>
             })}
-            {share.ok().map(|proposed| result_view(&config, proposed, &input.tenants, has_canary))}
+            {share.ok().map(|proposed| result_view(&config, proposed, &input.tenants))}
         }
     };
     let on_file = move |ev: leptos::ev::Event| read_file(ev, [tenants_input, applied]);
@@ -167,7 +166,6 @@ fn result_view(
     config: &splitter::PolicyConfig,
     proposed: BasisPoints,
     tenants: &[String],
-    has_canary: bool,
 ) -> AnyView {
     let sim = Simulator::new(config, proposed);
     let c = sim.counts(tenants);
@@ -191,8 +189,7 @@ fn result_view(
         }
     };
     view! {
-        // Without a canary version nobody moves, whatever the proposed share.
-        <SplitBar share=if has_canary { proposed } else { splitter::BasisPoints::ZERO }/>
+        <SplitBar share=sim.proposed_config().effective_share()/>
         <table class="counts" data-test="counts">
             <tbody>
                 <tr><th scope="row">"Tenants"</th><td data-test="tenants">{c.tenants}</td><td></td></tr>
