@@ -26,6 +26,10 @@ pub enum Error {
     #[error("policy '{0}' already exists")]
     AlreadyExists(String),
 
+    /// An access record (an account, a token) with this key exists already.
+    #[error("'{0}' already exists")]
+    RecordExists(String),
+
     /// Optimistic concurrency: the write was based on a revision that is no longer current.
     #[error("{}", conflict_message(policy, *expected, current.as_deref()))]
     Conflict {

@@ -6,7 +6,8 @@ mod support;
 use splitter::snapshot::Splitter;
 use splitter::store::embedded::EmbeddedStore;
 use splitter::store::firestore::FirestoreStore;
-use splitter::store::ConfigStore;
+use splitter::store::access::{AccessKind, AccessStore};
+use splitter::store::{ConfigStore, Store};
 use splitter::{
     Actor, BasisPoints, Error, NewPolicy, Operation, Pin, PolicyConfig, PolicyName, Request,
     RolloutState, TenantId, Version,
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Harness {
-    pub store: Arc<dyn ConfigStore>,
+    pub store: Arc<dyn Store>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -701,6 +702,30 @@ mod suite {
             .sum();
         assert_eq!(total, 401);
     }
+
+    /// Accounts, sessions and tokens: create-only refuses a taken key and writes nothing,
+    /// put replaces, kinds do not mix, delete is idempotent, list is sorted by key.
+    pub async fn access_records(store: &dyn AccessStore) {
+        let (a, s, t) = (AccessKind::Account, AccessKind::Session, AccessKind::Token);
+        assert_eq!(store.get_record(a, "alice").await.unwrap(), None);
+        store.put_record(a, "alice", r#"{"v":1}"#, true).await.unwrap();
+        let again = store.put_record(a, "alice", r#"{"v":2}"#, true).await;
+        assert!(matches!(again, Err(Error::RecordExists(ref k)) if k == "alice"), "{again:?}");
+        assert_eq!(store.get_record(a, "alice").await.unwrap().as_deref(), Some(r#"{"v":1}"#));
+        store.put_record(a, "alice", r#"{"v":3}"#, false).await.unwrap();
+        assert_eq!(store.get_record(a, "alice").await.unwrap().as_deref(), Some(r#"{"v":3}"#));
+        store.put_record(a, "ann", "{}", true).await.unwrap();
+        store.put_record(s, "ab12", r#"{"s":1}"#, true).await.unwrap();
+        store.put_record(t, "alice", r#"{"t":1}"#, true).await.unwrap();
+        let keys = |v: Vec<(String, String)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(keys(store.list_records(a).await.unwrap()), ["alice", "ann"]);
+        assert_eq!(keys(store.list_records(s).await.unwrap()), ["ab12"]);
+        assert_eq!(store.list_records(t).await.unwrap(), [("alice".to_string(), r#"{"t":1}"#.to_string())]);
+        store.delete_record(s, "ab12").await.unwrap();
+        store.delete_record(s, "ab12").await.unwrap();
+        assert_eq!(store.get_record(s, "ab12").await.unwrap(), None);
+        assert_eq!(store.get_record(a, "alice").await.unwrap().as_deref(), Some(r#"{"v":3}"#));
+    }
 }
 macro_rules! conformance {
     ($store:ident) => {
@@ -765,6 +790,12 @@ macro_rules! conformance {
             async fn traffic_round_trip() {
                 let h = super::$store("traffic").await;
                 suite::traffic_round_trip(&*h.store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn access_records() {
+                let h = super::$store("access").await;
+                suite::access_records(&*h.store).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

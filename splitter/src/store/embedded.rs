@@ -4,6 +4,7 @@
 //! durable when `commit()` returns and a crash never leaves a half-written transaction. Writes
 //! are serialised by redb's single writer, which makes compare-and-swap exact.
 
+use super::access::{AccessKind, AccessStore};
 use super::{conflict, ConfigStore};
 use crate::config::PolicyConfig;
 use crate::error::{Error, Result};
@@ -22,6 +23,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Keyed by (minute, policy, replica) so a time window is one range and pruning cuts a prefix.
 const TRAFFIC: TableDefinition<(i64, &str, &str), &[u8]> = TableDefinition::new("canary_traffic");
 const NEXT_EVENT: &str = "next_event_seq";
+/// Accounts, sessions and tokens: (collection, key) → JSON.
+const ACCESS: TableDefinition<(&str, &str), &str> = TableDefinition::new("canary_access");
 
 pub struct EmbeddedStore {
     db: Arc<Database>,
@@ -68,6 +71,7 @@ impl EmbeddedStore {
         txn.open_table(EVENTS).map_err(unavailable)?;
         txn.open_table(META).map_err(unavailable)?;
         txn.open_table(TRAFFIC).map_err(unavailable)?;
+        txn.open_table(ACCESS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore {
             db: Arc::new(db),
@@ -240,6 +244,79 @@ impl ConfigStore for EmbeddedStore {
             }
             txn.commit().map_err(unavailable)?;
             Ok(n)
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl AccessStore for EmbeddedStore {
+    async fn get_record(&self, kind: AccessKind, key: &str) -> Result<Option<String>> {
+        let key = key.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ACCESS).map_err(unavailable)?;
+            let value = table
+                .get((kind.collection(), key.as_str()))
+                .map_err(unavailable)?;
+            Ok(value.map(|v| v.value().to_string()))
+        })
+        .await
+    }
+
+    async fn put_record(
+        &self,
+        kind: AccessKind,
+        key: &str,
+        json: &str,
+        create_only: bool,
+    ) -> Result<()> {
+        let (key, json) = (key.to_string(), json.to_string());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(ACCESS).map_err(unavailable)?;
+                let k = (kind.collection(), key.as_str());
+                if create_only && table.get(k).map_err(unavailable)?.is_some() {
+                    return Err(Error::RecordExists(key.clone()));
+                }
+                table.insert(k, json.as_str()).map_err(unavailable)?;
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn delete_record(&self, kind: AccessKind, key: &str) -> Result<()> {
+        let key = key.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(ACCESS).map_err(unavailable)?;
+                table
+                    .remove((kind.collection(), key.as_str()))
+                    .map_err(unavailable)?;
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn list_records(&self, kind: AccessKind) -> Result<Vec<(String, String)>> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ACCESS).map_err(unavailable)?;
+            let c = kind.collection();
+            let mut out = Vec::new();
+            for entry in table.range((c, "")..).map_err(unavailable)? {
+                let (k, v) = entry.map_err(unavailable)?;
+                let (collection, key) = k.value();
+                if collection != c {
+                    break;
+                }
+                out.push((key.to_string(), v.value().to_string()));
+            }
+            Ok(out)
         })
         .await
     }

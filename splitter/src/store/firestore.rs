@@ -7,6 +7,7 @@
 //! documents written by them (without the new fields) are read as basis points = percent × 100,
 //! salt = policy name, revision 0.
 
+use super::access::{AccessKind, AccessStore};
 use super::{conflict, ConfigStore};
 use crate::config::{Pin, PolicyConfig};
 use crate::error::{Error, Result};
@@ -581,5 +582,90 @@ impl ConfigStore for FirestoreStore {
         })
         .await?;
         Ok(keys.len())
+    }
+}
+
+/// An access record in Firestore: the server's JSON, kept as text.
+#[derive(Debug, Serialize, Deserialize)]
+struct AccessDoc {
+    json: String,
+}
+
+#[async_trait::async_trait]
+impl AccessStore for FirestoreStore {
+    async fn get_record(&self, kind: AccessKind, key: &str) -> Result<Option<String>> {
+        let doc: Option<AccessDoc> = self
+            .db
+            .fluent()
+            .select()
+            .by_id_in(kind.collection())
+            .obj()
+            .one(key)
+            .await
+            .map_err(unavailable)?;
+        Ok(doc.map(|d| d.json))
+    }
+
+    async fn put_record(
+        &self,
+        kind: AccessKind,
+        key: &str,
+        json: &str,
+        create_only: bool,
+    ) -> Result<()> {
+        let doc = AccessDoc {
+            json: json.to_string(),
+        };
+        let write = self.db.fluent().update().in_col(kind.collection());
+        let result = if create_only {
+            write
+                .precondition(FirestoreWritePrecondition::Exists(false))
+                .document_id(key)
+                .object(&doc)
+                .execute::<()>()
+                .await
+        } else {
+            write.document_id(key).object(&doc).execute::<()>().await
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if create_only && lost_race(&e) => Err(Error::RecordExists(key.to_string())),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn delete_record(&self, kind: AccessKind, key: &str) -> Result<()> {
+        self.db
+            .fluent()
+            .delete()
+            .from(kind.collection())
+            .document_id(key)
+            .execute()
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn list_records(&self, kind: AccessKind) -> Result<Vec<(String, String)>> {
+        let docs = self
+            .db
+            .fluent()
+            .select()
+            .from(kind.collection())
+            .query()
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::with_capacity(docs.len());
+        for doc in docs {
+            let key = doc.name.rsplit('/').next().unwrap_or_default().to_string();
+            let record: AccessDoc =
+                FirestoreDb::deserialize_doc_to(&doc).map_err(|e| Error::Corrupt {
+                    store: "firestore",
+                    key: key.clone(),
+                    detail: e.to_string(),
+                })?;
+            out.push((key, record.json));
+        }
+        out.sort();
+        Ok(out)
     }
 }

@@ -8,6 +8,7 @@ use crate::ops::{plan, AuditEvent, Change, Request};
 use crate::traffic::TrafficMinute;
 use tokio::sync::watch;
 
+pub mod access;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 #[cfg(feature = "firestore")]
@@ -66,6 +67,10 @@ pub trait ConfigStore: Send + Sync + 'static {
         Ok(change.after)
     }
 }
+
+/// Everything a replica keeps in its store: policies (with traffic) and access records.
+pub trait Store: ConfigStore + access::AccessStore {}
+impl<T: ConfigStore + access::AccessStore> Store for T {}
 
 /// Builds the conflict error for `change` given what the store holds now.
 pub(crate) fn conflict(change: &Change, current: Option<PolicyConfig>) -> Error {
