@@ -16,6 +16,11 @@ const chromium = {
   },
 };
 
+/** Where the setup project keeps an account's signed-in browser state for a server. */
+export const authFile = (account: string, port: number) => `.auth/${account}-${port}.json`;
+const signedIn = (port: number) => ({ storageState: authFile('e2e-admin', port) });
+const setupFiles = /.*\.setup\.ts/;
+
 export default defineConfig({
   testDir: './tests',
   timeout: 60_000,
@@ -25,13 +30,16 @@ export default defineConfig({
   outputDir: './test-results',
   use: { screenshot: 'only-on-failure', trace: 'off', testIdAttribute: 'data-test' },
   projects: [
-    { name: 'js-off', use: { ...chromium, javaScriptEnabled: false, baseURL: `http://127.0.0.1:${embeddedPort}` }, grepInvert: /@hydration/ },
-    { name: 'hydrated', use: { ...chromium, javaScriptEnabled: true, baseURL: `http://127.0.0.1:${embeddedPort}` } },
-    { name: 'firestore', use: { ...chromium, javaScriptEnabled: false, baseURL: `http://127.0.0.1:${firestorePort}` }, grep: /@store/ },
+    // Signs the e2e accounts in (through the sign-in page) once per server.
+    { name: 'setup-embedded', testMatch: setupFiles, use: { ...chromium, baseURL: `http://127.0.0.1:${embeddedPort}` } },
+    { name: 'setup-firestore', testMatch: setupFiles, use: { ...chromium, baseURL: `http://127.0.0.1:${firestorePort}` } },
+    { name: 'js-off', dependencies: ['setup-embedded'], testIgnore: setupFiles, use: { ...chromium, ...signedIn(embeddedPort), javaScriptEnabled: false, baseURL: `http://127.0.0.1:${embeddedPort}` }, grepInvert: /@hydration/ },
+    { name: 'hydrated', dependencies: ['setup-embedded'], testIgnore: setupFiles, use: { ...chromium, ...signedIn(embeddedPort), javaScriptEnabled: true, baseURL: `http://127.0.0.1:${embeddedPort}` } },
+    { name: 'firestore', dependencies: ['setup-firestore'], testIgnore: setupFiles, use: { ...chromium, ...signedIn(firestorePort), javaScriptEnabled: false, baseURL: `http://127.0.0.1:${firestorePort}` }, grep: /@store/ },
   ],
   webServer: [
     {
-      command: `./target/debug/apx-canary --addr 127.0.0.1:${embeddedPort} --data-dir target/e2e-data-${Date.now()} --traffic-flush-secs 1`,
+      command: `./end2end/start-server.sh ${embeddedPort} --data-dir target/e2e-data-${Date.now()}`,
       cwd: root,
       url: `http://127.0.0.1:${embeddedPort}/healthz`,
       reuseExistingServer: false,
@@ -40,7 +48,7 @@ export default defineConfig({
       stderr: 'pipe',
     },
     {
-      command: `./target/debug/apx-canary --addr 127.0.0.1:${firestorePort} --firestore-project ${firestoreProject} --traffic-flush-secs 1`,
+      command: `./end2end/start-server.sh ${firestorePort} --firestore-project ${firestoreProject}`,
       cwd: root,
       url: `http://127.0.0.1:${firestorePort}/healthz`,
       reuseExistingServer: false,

@@ -68,6 +68,18 @@ impl PolicyAction {
         format!("/policies/{policy}/actions/{}", self.segment())
     }
 
+    /// What a principal needs to take this action on `policy`: deleting a policy is an admin's
+    /// job, everything else an operator's whose grant covers the policy. The server's guard
+    /// and the page read this same rule.
+    pub fn need(self, policy: &str) -> crate::access::Need {
+        match self {
+            PolicyAction::Delete => crate::access::Need::Admin,
+            _ => crate::access::Need::Operate {
+                policy: policy.to_string(),
+            },
+        }
+    }
+
     /// Whether the change moves real tenants between versions (or stops routing a policy):
     /// such changes need an explicit confirmation in the browser.
     pub fn moves_traffic(self) -> bool {

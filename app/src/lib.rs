@@ -2,6 +2,7 @@
 //! The APX Canary dashboard: pages (`routes/`), reusable pieces (`components/`), plain data and
 //! its formatting (`model`), and the server functions that read the store (`server_fns`).
 
+pub mod access;
 pub mod actions;
 pub mod charts;
 pub mod components;
@@ -42,6 +43,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     live::provide();
+    let caller: components::CallerResource = Resource::new(|| (), |_| server_fns::whoami());
+    provide_context(caller);
     let store = Resource::new(|| (), |_| server_fns::store_label());
     view! {
         <Stylesheet id="leptos" href="/pkg/apx-canary.css"/>
@@ -54,6 +57,7 @@ pub fn App() -> impl IntoView {
                 </span>
             </Suspense>
             <span class="legend"><span class="swatch stable"></span>"stable" <span class="swatch canary"></span>"canary"</span>
+            <components::WhoAmI/>
         </header>
         <Router>
             <main>

@@ -42,11 +42,20 @@ pub async fn get_policy(name: String) -> Result<Option<PolicyPage>, ServerFnErro
     Ok(Some(PolicyPage { config, events }))
 }
 
-/// The text of a file uploaded to the simulator without JavaScript (kept in memory, briefly).
+/// The text of a file this session uploaded to the simulator without JavaScript (kept in
+/// memory, briefly).
 #[server]
 pub async fn uploaded_tenants(id: String) -> Result<Option<String>, ServerFnError> {
     let state = expect_context::<crate::ssr::state::AppState>();
-    Ok(state.uploads.get(&id).map(|t| t.to_string()))
+    let owner = crate::ssr::caller().session_key.unwrap_or_default();
+    let now = jiff::Timestamp::now().as_second();
+    Ok(state.uploads.get(&owner, &id, now).map(|t| t.to_string()))
+}
+
+/// Who is signed in, and the CSRF token the page's forms carry (`None`: nobody).
+#[server]
+pub async fn whoami() -> Result<crate::access::Caller, ServerFnError> {
+    Ok(crate::ssr::caller())
 }
 
 /// Which store the dashboard runs on, for the header.

@@ -1,6 +1,35 @@
-import { APIRequestContext, expect, Page } from '@playwright/test';
+import { APIRequestContext, Browser, expect, Page, test } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { authFile } from '../playwright.config';
+
+/** The accounts end2end/start-server.sh creates in every e2e server's store, with passwords. */
+export const ACCOUNTS: Record<string, string> = {
+  'e2e-admin': 'e2e password 1234',
+  'e2e-viewer': 'e2e password 1234',
+  'e2e-ops': 'e2e password 1234',
+};
+
+function port(): number {
+  return Number(new URL(test.info().project.use.baseURL!).port);
+}
+
+/** `Authorization` for the JSON API: the admin token start-server.sh made for this server. */
+export function auth(): Record<string, string> {
+  const file = path.resolve(__dirname, `../../target/e2e-token-${port()}`);
+  return { authorization: `Bearer ${readFileSync(file, 'utf8').trim()}` };
+}
+
+/** A new browser context signed in as `account` (JavaScript as in the current project). */
+export async function contextAs(browser: Browser, account: string) {
+  const use = test.info().project.use;
+  return browser.newContext({
+    baseURL: use.baseURL,
+    javaScriptEnabled: use.javaScriptEnabled,
+    storageState: path.resolve(__dirname, '..', authFile(account, port())),
+  });
+}
 
 let counter = 0;
 /** A policy name no other test uses. */
@@ -22,22 +51,22 @@ export interface Config {
 export async function createPolicy(request: APIRequestContext, name: string, share = '10', canary: string | null = 'v2'): Promise<Config> {
   const res = await request.post('/api/v1/policies', {
     data: { name, stable_version: 'v1', canary_version: canary, share, reason: 'e2e setup' },
-    headers: { 'x-actor': 'e2e' },
+    headers: auth(),
   });
   expect(res.status(), await res.text()).toBe(201);
   return res.json();
 }
 
 export async function getPolicy(request: APIRequestContext, name: string): Promise<Config> {
-  const res = await request.get(`/api/v1/policies/${name}`);
+  const res = await request.get(`/api/v1/policies/${name}`, { headers: auth() });
   expect(res.status()).toBe(200);
   return res.json();
 }
 
-/** Fills who/why (and the confirmation, if the form has one) inside `form`. */
-export async function sign(page: Page, formSelector: string, actor = 'e2e-operator', reason = 'e2e test') {
+/** Fills the reason (and the confirmation, if the form has one) inside `form`; who signs is
+ * the signed-in account. */
+export async function sign(page: Page, formSelector: string, reason = 'e2e test') {
   const form = page.locator(formSelector);
-  await form.getByLabel('Your name').fill(actor);
   await form.getByLabel(/^Reason/).fill(reason);
   const confirm = form.locator('input[name="confirm"]');
   if (await confirm.count()) await confirm.check();

@@ -1,7 +1,7 @@
 import { expect, test } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { createPolicy, getPolicy, gotoHydrated, uniqueName } from './helpers';
+import { auth, createPolicy, getPolicy, gotoHydrated, uniqueName } from './helpers';
 
 /** Runs `apx-canary loadgen` (the real binary) and returns what it got back per version. */
 function loadgen(baseURL: string, policy: string, seconds: number): Map<string, { responses: number; errors: number }> {
@@ -73,7 +73,7 @@ test('load-generator traffic shows up per version in the numbers, the charts and
   const config = await getPolicy(request, name);
   const res = await request.put(`/api/v1/policies/${name}/share`, {
     data: { share: '50', reason: 'ramp' },
-    headers: { 'if-match': `"${config.revision}"`, 'x-actor': 'e2e' },
+    headers: { ...auth(), 'if-match': `"${config.revision}"` },
   });
   expect(res.status()).toBe(200);
   await page.goto(`/policies/${name}`);

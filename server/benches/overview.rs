@@ -12,7 +12,8 @@ use splitter::{Actor, BasisPoints, NewPolicy, Operation, PolicyName, Request as 
 use std::sync::Arc;
 use tower::ServiceExt;
 
-async fn router_with(n: usize, dir: &std::path::Path) -> axum::Router {
+/// The router over `n` policies, and a viewer's bearer token to read its pages.
+async fn router_with(n: usize, dir: &std::path::Path) -> (axum::Router, String) {
     let store = Arc::new(EmbeddedStore::open(dir.join("canary.redb")).unwrap());
     for i in 0..n {
         let change = Change {
@@ -29,19 +30,16 @@ async fn router_with(n: usize, dir: &std::path::Path) -> axum::Router {
         };
         store.execute(&change).await.unwrap();
     }
-    let state = server::app_state(store as Arc<dyn ConfigStore>, Default::default())
-        .await
-        .unwrap();
-    let leptos = leptos::config::LeptosOptions::builder()
-        .output_name("apx-canary")
-        .build();
-    server::router(leptos, state)
+    let (router, auth) = server::testing::router(store, Default::default(), false).await;
+    let token = server::testing::token(&auth, "bench", app::access::Role::Viewer, &[]).await;
+    (router, format!("Bearer {token}"))
 }
 
-async fn get(app: &axum::Router, uri: &str) -> usize {
+async fn get((app, token): &(axum::Router, String), uri: &str) -> usize {
+    let req = Request::get(uri).header("authorization", token.as_str());
     let res = app
         .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .oneshot(req.body(Body::empty()).unwrap())
         .await
         .unwrap();
     assert!(res.status().is_success());

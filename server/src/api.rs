@@ -1,8 +1,9 @@
 //! JSON API v1, mirroring the dashboard. Reads return the policy with `ETag: "<revision>"`;
 //! writes need `If-Match` with that ETag and answer 409 with the current state when it is stale,
-//! 422 with the field at fault for bad input. `X-Actor` names who writes (default `api`).
+//! 422 with the field at fault for bad input. Who writes is the authenticated principal.
 
 use crate::error::ApiError;
+use app::access::Caller;
 use app::actions::{ActionInput, NewPolicyInput, PolicyAction};
 use app::ssr::state::AppState;
 use axum::body::Bytes;
@@ -12,7 +13,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use splitter::traffic::Via;
@@ -255,12 +256,9 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::BadBody(e.body_text()))
 }
 
-fn actor(headers: &HeaderMap) -> Result<Actor, ApiError> {
-    let raw = headers
-        .get("x-actor")
-        .map(|v| v.to_str().unwrap_or("\u{0}"))
-        .unwrap_or("api");
-    Ok(Actor::new(raw)?)
+/// The audit trail's actor: the authenticated principal (`X-Actor` is ignored).
+fn actor(caller: &Caller) -> Result<Actor, ApiError> {
+    crate::forms::actor(caller).map_err(ApiError::Unauthenticated)
 }
 
 /// The revision in `If-Match: "7"` (also `W/"7"` or `7`).
@@ -322,14 +320,14 @@ async fn run(
     name: &str,
     rev: Option<u64>,
     op: Operation,
-    headers: &HeaderMap,
+    caller: &Caller,
     reason: Option<String>,
 ) -> Result<Option<PolicyConfig>, ApiError> {
     let request = Request {
         policy: PolicyName::new(name)?,
         expected_revision: rev,
         operation: op,
-        actor: actor(headers)?,
+        actor: actor(caller)?,
         reason: reason.unwrap_or_default(),
     };
     Ok(state.store.execute(&request).await?)
@@ -420,21 +418,29 @@ type Reply = futures::future::BoxFuture<'static, Result<Response, ApiError>>;
 /// The handler of one write: the path names the policy (and a pin's tenant), the body the
 /// action's fields; both go through the one parser ([`PolicyAction::operation`]), the same the
 /// form posts use. Needs `If-Match`.
+// The type is an axum handler's argument list; naming it would not make it simpler.
+#[allow(clippy::type_complexity)]
 fn act(
     action: PolicyAction,
-) -> impl Fn(State<AppState>, Path<HashMap<String, String>>, HeaderMap, Bytes) -> Reply
+) -> impl Fn(
+    State<AppState>,
+    Extension<Caller>,
+    Path<HashMap<String, String>>,
+    HeaderMap,
+    Bytes,
+) -> Reply
        + Clone
        + Send
        + Sync
        + 'static {
-    move |State(state), Path(path), headers, body| {
+    move |State(state), Extension(caller), Path(path), headers, body| {
         Box::pin(async move {
             let (mut input, reason) = action_body(action, &body)?;
             input.tenant = path.get("tenant").cloned().unwrap_or_default();
             let op = action.operation(&input)?;
             let name = path.get("name").map_or("", String::as_str);
             let rev = if_match(&headers)?;
-            match run(&state, name, Some(rev), op, &headers, reason).await? {
+            match run(&state, name, Some(rev), op, &caller, reason).await? {
                 Some(config) => Ok(with_etag(&config, StatusCode::OK)),
                 None => Ok(StatusCode::NO_CONTENT.into_response()),
             }
@@ -456,7 +462,7 @@ struct CreateBody {
 
 async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     b: Result<Json<CreateBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let b = body(b)?;
@@ -477,7 +483,7 @@ async fn create(
         name.as_str(),
         None,
         Operation::Create(new),
-        &headers,
+        &caller,
         b.reason,
     )
     .await?

@@ -15,6 +15,8 @@ pub enum ApiError {
     BadBody(String),
     /// A write without `If-Match`.
     PreconditionRequired,
+    /// Nobody is signed in.
+    Unauthenticated(String),
 }
 
 impl From<Error> for ApiError {
@@ -23,36 +25,48 @@ impl From<Error> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, body) = match &self {
-            ApiError::BadBody(m) => (StatusCode::UNPROCESSABLE_ENTITY, json!({ "error": m })),
+impl ApiError {
+    /// The status, the stable machine-readable `code`, and the message.
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            ApiError::BadBody(m) => (StatusCode::UNPROCESSABLE_ENTITY, "bad_body", m.clone()),
             ApiError::PreconditionRequired => (
                 StatusCode::PRECONDITION_REQUIRED,
-                json!({ "error": "send If-Match with the policy's ETag (its revision): GET the policy first" }),
+                "if_match_required",
+                "send If-Match with the policy's ETag (its revision): GET the policy first".into(),
             ),
-            ApiError::Splitter(e) => match e {
-                Error::Invalid { field, .. } => (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    json!({ "error": e.to_string(), "field": field }),
-                ),
-                Error::NotAllowed(_) | Error::NoChange(_) => {
-                    (StatusCode::CONFLICT, json!({ "error": e.to_string() }))
-                }
-                Error::NotFound(_) => (StatusCode::NOT_FOUND, json!({ "error": e.to_string() })),
-                Error::AlreadyExists(_) => {
-                    (StatusCode::CONFLICT, json!({ "error": e.to_string() }))
-                }
-                Error::Conflict { current, .. } => (
-                    StatusCode::CONFLICT,
-                    json!({ "error": e.to_string(), "current": current }),
-                ),
-                Error::Unavailable { .. } | Error::Corrupt { .. } => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    json!({ "error": e.to_string() }),
-                ),
-            },
-        };
+            ApiError::Unauthenticated(m) => {
+                (StatusCode::UNAUTHORIZED, "unauthenticated", m.clone())
+            }
+            ApiError::Splitter(e) => {
+                let (status, code) = match e {
+                    Error::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+                    Error::NotAllowed(_) => (StatusCode::CONFLICT, "not_allowed"),
+                    Error::NoChange(_) => (StatusCode::CONFLICT, "no_change"),
+                    Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                    Error::AlreadyExists(_) | Error::RecordExists(_) => {
+                        (StatusCode::CONFLICT, "already_exists")
+                    }
+                    Error::Conflict { .. } => (StatusCode::CONFLICT, "stale_revision"),
+                    Error::Unavailable { .. } | Error::Corrupt { .. } => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+                    }
+                };
+                (status, code, e.to_string())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        let mut body = json!({ "error": message, "code": code });
+        match &self {
+            ApiError::Splitter(Error::Invalid { field, .. }) => body["field"] = json!(field),
+            ApiError::Splitter(Error::Conflict { current, .. }) => body["current"] = json!(current),
+            _ => {}
+        }
         let mut response = (status, Json(body)).into_response();
         if let ApiError::Splitter(Error::Conflict {
             current: Some(c), ..

@@ -1,11 +1,13 @@
 //! Form posts from the pages (they work without JavaScript): validate, execute, then redirect
 //! (303) back to the page with `?notice=` or `?error=` for it to show.
 
+use app::access::Caller;
 use app::actions::{ActionInput, NewPolicyInput, PolicyAction};
 use app::routes::overview::urlencode;
 use app::ssr::state::AppState;
 use axum::extract::{Multipart, Path, State};
 use axum::response::Redirect;
+use axum::Extension;
 use axum::Form;
 use serde::Deserialize;
 use splitter::{Actor, Operation, PolicyName, Request};
@@ -15,7 +17,8 @@ use splitter::{Actor, Operation, PolicyName, Request};
 #[serde(default)]
 pub struct ChangeForm {
     pub revision: String,
-    pub actor: String,
+    /// Checked by the guard (`auth::guard`) before this handler runs.
+    pub csrf: String,
     pub reason: String,
     pub confirm: String,
     pub version: String,
@@ -42,11 +45,12 @@ fn required<'a>(value: &'a str, what: &str) -> Result<&'a str, String> {
 /// `POST /policies/{name}/actions/{action}`.
 pub async fn change(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((name, action)): Path<(String, String)>,
     Form(form): Form<ChangeForm>,
 ) -> Redirect {
     let page = format!("/policies/{}", urlencode(&name));
-    match run_change(&state, &name, &action, &form).await {
+    match run_change(&state, &caller, &name, &action, &form).await {
         Ok((message, true)) => back("/", "notice", &message),
         Ok((message, false)) => back(&page, "notice", &message),
         Err(message) => back(&page, "error", &message),
@@ -72,6 +76,7 @@ impl ChangeForm {
 /// Runs one change form; on success, the message and whether the policy is gone.
 async fn run_change(
     state: &AppState,
+    caller: &Caller,
     name: &str,
     action: &str,
     f: &ChangeForm,
@@ -84,7 +89,7 @@ async fn run_change(
         "The form did not say which revision it was based on: reload the page and try again."
             .to_string()
     })?;
-    let actor = Actor::new(required(&f.actor, "Your name")?).map_err(|e| e.to_string())?;
+    let actor = actor(caller)?;
     let reason = required(&f.reason, "A reason")?.to_string();
     if action.moves_traffic() && f.confirm != "yes" {
         return Err(
@@ -111,6 +116,15 @@ async fn run_change(
     Ok((message, after.is_none()))
 }
 
+/// The audit trail's actor: the signed-in principal and how it signed in.
+pub fn actor(caller: &Caller) -> Result<Actor, String> {
+    let p = caller
+        .principal
+        .as_ref()
+        .ok_or("Sign in first; nothing was changed.")?;
+    Actor::new(p.actor()).map_err(|e| e.to_string())
+}
+
 /// Starts a message with a capital letter and ends it with a full stop.
 fn sentence(s: &str) -> String {
     let mut out: String = s
@@ -133,13 +147,17 @@ pub struct CreateForm {
     pub canary_version: String,
     pub share: String,
     pub salt: String,
-    pub actor: String,
+    pub csrf: String,
     pub reason: String,
 }
 
 /// `POST /policies`.
-pub async fn create(State(state): State<AppState>, Form(f): Form<CreateForm>) -> Redirect {
-    match run_create(&state, &f).await {
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Form(f): Form<CreateForm>,
+) -> Redirect {
+    match run_create(&state, &caller, &f).await {
         Ok(name) => back(
             &format!("/policies/{name}"),
             "notice",
@@ -149,7 +167,7 @@ pub async fn create(State(state): State<AppState>, Form(f): Form<CreateForm>) ->
     }
 }
 
-async fn run_create(state: &AppState, f: &CreateForm) -> Result<String, String> {
+async fn run_create(state: &AppState, caller: &Caller, f: &CreateForm) -> Result<String, String> {
     let e = |e: splitter::Error| sentence(&e.to_string());
     let (policy, new) = NewPolicyInput {
         name: f.name.clone(),
@@ -164,7 +182,7 @@ async fn run_create(state: &AppState, f: &CreateForm) -> Result<String, String> 
         policy: policy.clone(),
         expected_revision: None,
         operation: Operation::Create(new),
-        actor: Actor::new(required(&f.actor, "Your name")?).map_err(e)?,
+        actor: actor(caller)?,
         reason: f.reason.trim().to_string(),
     };
     state.store.execute(&request).await.map_err(e)?;
@@ -175,11 +193,13 @@ async fn run_create(state: &AppState, f: &CreateForm) -> Result<String, String> 
 /// memory and redirects to the simulator showing it.
 pub async fn upload(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     mut multipart: Multipart,
 ) -> Redirect {
     let page = format!("/policies/{}/simulate", urlencode(&name));
     let mut share = String::new();
+    let mut csrf = String::new();
     let mut text = None;
     loop {
         match multipart.next_field().await {
@@ -199,6 +219,9 @@ pub async fn upload(
                     Ok(bytes) if field_name == "share" => {
                         share = String::from_utf8_lossy(&bytes).to_string()
                     }
+                    Ok(bytes) if field_name == "csrf" => {
+                        csrf = String::from_utf8_lossy(&bytes).to_string()
+                    }
                     Ok(_) => {}
                     Err(e) => return back(&page, "error", &upload_error(&e)),
                 }
@@ -207,9 +230,13 @@ pub async fn upload(
             Err(e) => return back(&page, "error", &upload_error(&e)),
         }
     }
+    if let Err(message) = crate::auth::check_csrf(&caller, &csrf) {
+        return back(&page, "error", &message);
+    }
     match text {
         Some(t) if !t.trim().is_empty() => {
-            let id = state.uploads.put(t);
+            let owner = caller.session_key.as_deref().unwrap_or_default();
+            let id = state.uploads.put(owner, t, crate::auth::now());
             Redirect::to(&format!("{page}?share={}&upload={id}", urlencode(&share)))
         }
         _ => back(&page, "error", "Choose a non-empty file of tenant ids."),

@@ -2,12 +2,15 @@
 //! that let every page work without JavaScript.
 
 pub mod api;
+pub mod auth;
 pub mod demo;
 pub mod error;
 pub mod forms;
+pub mod headers;
 pub mod loadgen;
 pub mod metrics;
 pub mod seed;
+pub mod testing;
 
 use app::ssr::state::AppState;
 use axum::extract::FromRef;
@@ -27,6 +30,13 @@ use std::time::Duration;
 pub struct ServerState {
     pub leptos: LeptosOptions,
     pub app: AppState,
+    pub auth: Arc<auth::Auth>,
+}
+
+impl FromRef<ServerState> for Arc<auth::Auth> {
+    fn from_ref(s: &ServerState) -> Arc<auth::Auth> {
+        s.auth.clone()
+    }
 }
 
 impl FromRef<ServerState> for LeptosOptions {
@@ -97,22 +107,63 @@ pub async fn app_state(
     })
 }
 
-/// Every route: pages, server functions, API v1, form posts, health and static files.
-pub fn router(leptos: LeptosOptions, app: AppState) -> Router {
+/// Every route: pages, server functions, API v1, form posts, sign-in, health and static files.
+/// Every routed request passes [`auth::guard`]; the demo service exists only when `demo`.
+pub fn router(leptos: LeptosOptions, app: AppState, auth: Arc<auth::Auth>, demo: bool) -> Router {
+    use axum::routing::delete;
     let routes = generate_route_list(app::App);
-    let state = ServerState { leptos, app };
+    let state = ServerState { leptos, app, auth };
     let context = {
         let app = state.app.clone();
-        move || provide_context(app.clone())
+        move || {
+            provide_context(app.clone());
+            // The nonce the security headers announce, for the page's inline scripts.
+            let nonce = use_context::<axum::http::request::Parts>()
+                .and_then(|p| p.extensions.get::<headers::CspNonce>().cloned());
+            if let Some(n) = nonce {
+                provide_context(leptos::nonce::Nonce::from_value(n.0));
+            }
+        }
     };
     let shell = {
         let options = state.leptos.clone();
         move || app::shell(options.clone())
     };
+    let demo_routes = if demo {
+        demo::routes(&state.app)
+    } else {
+        Router::new()
+    };
     Router::new()
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(metrics::metrics))
-        .merge(demo::routes(&state.app))
+        .merge(demo_routes)
+        .route(
+            "/signin",
+            get(auth::pages::signin_page).post(auth::pages::signin),
+        )
+        .route("/signout", post(auth::pages::signout))
+        .route(
+            "/setup",
+            get(auth::pages::setup_page).post(auth::pages::setup),
+        )
+        .route(
+            "/admin/tokens",
+            get(auth::pages::tokens_page).post(auth::pages::create_token_form),
+        )
+        .route(
+            "/admin/tokens/{id}/revoke",
+            post(auth::pages::revoke_token_form),
+        )
+        .route("/api/v1/session", get(auth::pages::session_json))
+        .route(
+            "/api/v1/tokens",
+            get(auth::pages::list_tokens_json).post(auth::pages::create_token_json),
+        )
+        .route(
+            "/api/v1/tokens/{id}",
+            delete(auth::pages::revoke_token_json),
+        )
         .nest("/api/v1", api::routes())
         .route("/policies", post(forms::create))
         .route("/policies/{name}/actions/{action}", post(forms::change))
@@ -123,9 +174,14 @@ pub fn router(leptos: LeptosOptions, app: AppState) -> Router {
             )),
         )
         .leptos_routes_with_context(&state, routes, context.clone(), shell)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::guard,
+        ))
         .fallback(leptos_axum::file_and_error_handler_with_context::<
             ServerState,
             _,
         >(context, app::shell))
         .with_state(state)
+        .layer(axum::middleware::from_fn(headers::secure))
 }

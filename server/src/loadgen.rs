@@ -180,10 +180,12 @@ pub async fn run(args: &LoadArgs) -> Result<LoadReport, String> {
         .pool_max_idle_per_host(args.concurrency)
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-    // Fail fast on a typo: traffic for an unknown policy is routed nowhere and recorded nowhere.
+    // Fail fast on a typo or a server without the demo service: one probe per policy (no
+    // tenant, so it is served by stable), counted in the report like any other response.
+    let mut probes = LoadReport::default();
     for policy in &args.policy {
         let mut url = base.clone();
-        url.set_path(&format!("/api/v1/policies/{policy}"));
+        url.set_path(&format!("/demo/{policy}"));
         let res = client
             .get(url)
             .send()
@@ -191,12 +193,32 @@ pub async fn run(args: &LoadArgs) -> Result<LoadReport, String> {
             .map_err(|e| format!("cannot reach {}: {e}", args.target))?;
         if res.status() == reqwest::StatusCode::NOT_FOUND {
             return Err(format!(
+                "{} has no demo service: start it with --demo (or APX_DEMO=1)",
+                args.target
+            ));
+        }
+        let version = res
+            .headers()
+            .get("x-apx-canary-version")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("stable")
+            .to_string();
+        let failed = res.status().is_server_error();
+        let body = res.text().await.unwrap_or_default();
+        if body.contains("\"no_config\"") {
+            return Err(format!(
                 "policy '{policy}' does not exist on {}",
                 args.target
             ));
         }
+        let e = probes
+            .by_version
+            .entry((policy.clone(), version))
+            .or_default();
+        e.0 += 1;
+        e.1 += u64::from(failed);
     }
-    let report = Arc::new(Mutex::new(LoadReport::default()));
+    let report = Arc::new(Mutex::new(probes));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.seconds);
     let period =

@@ -4,7 +4,7 @@
 
 use clap::Parser;
 use leptos::config::LeptosOptions;
-use splitter::store::{embedded::EmbeddedStore, firestore::FirestoreStore, ConfigStore};
+use splitter::store::{embedded::EmbeddedStore, firestore::FirestoreStore, Store};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +23,67 @@ struct Cli {
 enum Command {
     /// Send realistic traffic (Zipf tenants, failing canary) to a running server on 127.0.0.1.
     Loadgen(server::loadgen::LoadArgs),
+    /// Manage accounts (in the store the server uses).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens (in the store the server uses).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(clap::Subcommand)]
+enum UserCommand {
+    /// Create an account; the password is read from standard input (one line) or, on a
+    /// terminal, typed without echo.
+    Add {
+        /// Account name: lowercase letters, digits, '.', '_', '@', '-'.
+        name: String,
+        /// Make it an admin (same as --role admin).
+        #[arg(long)]
+        admin: bool,
+        /// viewer, operator or admin.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        /// For operators: the policy-name patterns the grant covers (e.g. "payments-*").
+        #[arg(long, default_value = "")]
+        policies: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum TokenCommand {
+    /// Create an API token and print it (once) on standard output.
+    Add {
+        name: String,
+        /// viewer, operator, admin or service.
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = "")]
+        policies: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct StoreArgs {
+    /// Directory of the embedded store (created on first run).
+    #[arg(long, env = "APX_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Use Firestore in this Google Cloud project instead of the embedded store.
+    #[arg(long, env = "APX_FIRESTORE_PROJECT")]
+    firestore_project: Option<String>,
+}
+
+impl StoreArgs {
+    async fn open(&self) -> Result<Arc<dyn Store>, splitter::Error> {
+        Ok(match &self.firestore_project {
+            Some(project) => FirestoreStore::connect(project, Duration::from_secs(10)).await?,
+            None => Arc::new(EmbeddedStore::open(self.data_dir.join("canary.redb"))?),
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -30,12 +91,15 @@ struct Args {
     /// Where to listen.
     #[arg(long, env = "APX_ADDR", default_value = "127.0.0.1:3000")]
     addr: SocketAddr,
-    /// Directory of the embedded store (created on first run).
-    #[arg(long, env = "APX_DATA_DIR", default_value = "data")]
-    data_dir: PathBuf,
-    /// Use Firestore in this Google Cloud project instead of the embedded store.
-    #[arg(long, env = "APX_FIRESTORE_PROJECT")]
-    firestore_project: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Serve the demo service (`/demo/{policy}`) behind the routing layer.
+    #[arg(long, env = "APX_DEMO")]
+    demo: bool,
+    /// Always mark the session cookie Secure (it is also marked behind a proxy that sends
+    /// `X-Forwarded-Proto: https`).
+    #[arg(long, env = "APX_SECURE_COOKIES")]
+    secure_cookies: bool,
     /// Do not create demo policies in an empty embedded store.
     #[arg(long)]
     no_demo: bool,
@@ -49,21 +113,51 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Logs go to standard error: standard output carries what a command prints (a new token).
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let cli = Cli::parse();
-    if let Some(Command::Loadgen(load)) = cli.command {
-        let report = server::loadgen::run(&load).await?;
-        print!("{report}");
-        if report.responses() == 0 {
-            return Err(
-                format!("no responses from {}: is the server running?", load.target).into(),
-            );
+    match cli.command {
+        Some(Command::Loadgen(load)) => {
+            let report = server::loadgen::run(&load).await?;
+            print!("{report}");
+            if report.responses() == 0 {
+                return Err(
+                    format!("no responses from {}: is the server running?", load.target).into(),
+                );
+            }
+            return Ok(());
         }
-        return Ok(());
+        Some(Command::User(UserCommand::Add {
+            name,
+            admin,
+            role,
+            policies,
+            store,
+        })) => {
+            let role = if admin { "admin".to_string() } else { role };
+            let store = store.open().await?;
+            let password = read_password()?;
+            server::auth::cli::add_user(&*store, &name, &role, &policies, &password).await?;
+            eprintln!("account '{name}' created ({role})");
+            return Ok(());
+        }
+        Some(Command::Token(TokenCommand::Add {
+            name,
+            role,
+            policies,
+            store,
+        })) => {
+            let store = store.open().await?;
+            let secret = server::auth::cli::add_token(&*store, &name, &role, &policies).await?;
+            println!("{secret}");
+            return Ok(());
+        }
+        None => {}
     }
     let args = cli.serve;
     if !(0.1..=300.0).contains(&args.traffic_flush_secs) {
@@ -80,19 +174,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(r) = &args.replica {
         traffic.replica = r.clone();
     }
-    let store: Arc<dyn ConfigStore> = match &args.firestore_project {
-        Some(project) => FirestoreStore::connect(project, Duration::from_secs(10)).await?,
-        None => {
-            let store = Arc::new(EmbeddedStore::open(args.data_dir.join("canary.redb"))?);
-            if !args.no_demo {
-                let n = server::seed::seed_if_empty(&*store).await?;
-                if n > 0 {
-                    tracing::info!("created {n} demo policies in the empty store");
-                }
-            }
-            store
+    let store = args.store.open().await?;
+    if args.store.firestore_project.is_none() && !args.no_demo {
+        let n = server::seed::seed_if_empty(&*store).await?;
+        if n > 0 {
+            tracing::info!("created {n} demo policies in the empty store");
         }
-    };
+    }
     // cargo-leptos passes its settings through LEPTOS_* variables; without it, use ours.
     let from_cargo_leptos = std::env::var("LEPTOS_OUTPUT_NAME").is_ok();
     let mut leptos = match from_cargo_leptos.then(|| leptos::config::get_configuration(None)) {
@@ -104,17 +192,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .build(),
     };
     leptos.site_addr = args.addr;
+    let mut auth = server::auth::Auth::new(store.clone());
+    auth.secure_cookies = args.secure_cookies;
+    auth.metrics_token = std::env::var("APX_METRICS_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let auth = Arc::new(auth);
+    if let Some(token) = auth.setup_token(15).await? {
+        // Printed for the person at the console, once (never logged): like Jupyter's token URL.
+        println!(
+            "\nNo account exists yet. Create the first admin within 15 minutes at:\n    http://{}/setup?token={token}\n(or run `apx-canary user add --admin NAME`)\n",
+            args.addr
+        );
+    }
     let state = server::app_state(store, traffic).await?;
     tracing::info!(store = %state.store_label, "listening on http://{}", args.addr);
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let (recorder, store) = (state.recorder.clone(), state.store.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(async move {
-        axum::serve(listener, server::router(leptos, state))
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await
+        let app = server::router(leptos, state, auth, args.demo);
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stop_rx.await;
+        })
+        .await
     });
     tokio::select! {
         result = &mut server => { result??; }
@@ -134,6 +239,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// A password from standard input: typed without echo on a terminal, else the first line.
+fn read_password() -> Result<String, Box<dyn std::error::Error>> {
+    use std::io::{BufRead, IsTerminal};
+    let tty = std::io::stdin().is_terminal();
+    let stty = |arg: &str| {
+        let _ = std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(std::process::Stdio::inherit())
+            .status();
+    };
+    if tty {
+        eprint!(
+            "Password (at least {} characters): ",
+            server::auth::credentials::MIN_PASSWORD
+        );
+        stty("-echo");
+    }
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if tty {
+        stty("echo");
+        eprintln!();
+    }
+    read?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
 /// Ctrl-C or SIGTERM.

@@ -237,7 +237,22 @@ fn recorder(out: &mut Exposition, state: &AppState) {
     }
 }
 
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// `GET /metrics`: open, or with `APX_METRICS_TOKEN` set, only with that bearer token.
+pub async fn metrics(
+    State(state): State<AppState>,
+    State(auth): State<std::sync::Arc<crate::auth::Auth>>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    if let Some(expected) = &auth.metrics_token {
+        let given = crate::auth::bearer(&headers).unwrap_or("");
+        if !crate::auth::credentials::same_secret(given, expected) {
+            return (
+                axum::http::StatusCode::UNAUTHORIZED,
+                "send Authorization: Bearer <APX_METRICS_TOKEN>\n",
+            )
+                .into_response();
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -245,4 +260,5 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         render(&state),
     )
+        .into_response()
 }

@@ -2,24 +2,37 @@
 //! forms change it (and refuse bad input), the JSON API mirrors it with ETag / If-Match.
 //! Every scenario runs on the embedded store and on the Firestore emulator.
 
+use app::access::Role;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use splitter::store::embedded::EmbeddedStore;
 use splitter::store::firestore::FirestoreStore;
-use splitter::store::ConfigStore;
+use splitter::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
 
-async fn router(store: Arc<dyn ConfigStore>) -> Router {
-    server::seed::seed_if_empty(&*store).await.unwrap();
-    let state = server::app_state(store, Default::default()).await.unwrap();
-    let leptos = leptos::config::LeptosOptions::builder()
-        .output_name("apx-canary")
-        .build();
-    server::router(leptos, state)
+/// The router, and an admin to call it as: a browser session (cookie + CSRF token, for the
+/// forms) and a bearer token (for the API and page reads).
+struct App {
+    router: Router,
+    cookie: String,
+    csrf: String,
+    token: String,
+}
+
+async fn router(store: Arc<dyn Store>) -> App {
+    let (router, auth) = server::testing::router(store, Default::default(), false).await;
+    let (cookie, csrf) = server::testing::session(&auth, "alice", Role::Admin, &[]).await;
+    let token = server::testing::token(&auth, "robot", Role::Admin, &[]).await;
+    App {
+        router,
+        cookie,
+        csrf,
+        token,
+    }
 }
 
 struct Reply {
@@ -29,8 +42,8 @@ struct Reply {
     body: String,
 }
 
-async fn send(app: &Router, req: Request<Body>) -> Reply {
-    let res = app.clone().oneshot(req).await.unwrap();
+async fn send(app: &App, req: Request<Body>) -> Reply {
+    let res = app.router.clone().oneshot(req).await.unwrap();
     let h = |n| {
         res.headers()
             .get(n)
@@ -48,27 +61,38 @@ async fn send(app: &Router, req: Request<Body>) -> Reply {
     }
 }
 
-async fn get(app: &Router, uri: &str) -> Reply {
-    send(app, Request::get(uri).body(Body::empty()).unwrap()).await
+async fn get(app: &App, uri: &str) -> Reply {
+    let req = Request::get(uri).header(header::AUTHORIZATION, format!("Bearer {}", app.token));
+    send(app, req.body(Body::empty()).unwrap()).await
 }
 
-async fn form(app: &Router, uri: &str, body: &str) -> Reply {
+/// A page read in the admin's browser session (cookie).
+async fn browse(app: &App, uri: &str) -> Reply {
+    let req = Request::get(uri).header(header::COOKIE, &app.cookie);
+    send(app, req.body(Body::empty()).unwrap()).await
+}
+
+/// A form post from the admin's browser session on our own page (CSRF token and Origin).
+async fn form(app: &App, uri: &str, body: &str) -> Reply {
     send(
         app,
         Request::post(uri)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(body.to_string()))
+            .header(header::COOKIE, &app.cookie)
+            .header(header::HOST, "localhost")
+            .header(header::ORIGIN, "http://localhost")
+            .body(Body::from(format!("{body}&csrf={}", app.csrf)))
             .unwrap(),
     )
     .await
 }
 
-async fn json(app: &Router, method: &str, uri: &str, if_match: Option<&str>, body: &str) -> Reply {
+async fn json(app: &App, method: &str, uri: &str, if_match: Option<&str>, body: &str) -> Reply {
     let mut req = Request::builder()
         .method(method)
         .uri(uri)
         .header(header::CONTENT_TYPE, "application/json")
-        .header("x-actor", "robot");
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.token));
     if let Some(m) = if_match {
         req = req.header(header::IF_MATCH, m);
     }
@@ -91,13 +115,13 @@ fn decoded(location: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-async fn embedded() -> (Router, tempfile::TempDir) {
+async fn embedded() -> (App, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path().join("canary.redb")).unwrap());
     (router(store).await, dir)
 }
 
-async fn firestore(test: &str) -> Router {
+async fn firestore(test: &str) -> App {
     assert!(
         std::env::var("FIRESTORE_EMULATOR_HOST").is_ok(),
         "FIRESTORE_EMULATOR_HOST is not set: run the tests with `./dev test`, which starts the emulator"
@@ -145,11 +169,11 @@ on_both_stores!(
     delete_needs_the_confirmation,
 );
 
-async fn etag(app: &Router, policy: &str) -> String {
+async fn etag(app: &App, policy: &str) -> String {
     get(app, &format!("/api/v1/policies/{policy}")).await.etag
 }
 
-async fn overview_lists_and_filters_the_policies(app: Router) {
+async fn overview_lists_and_filters_the_policies(app: App) {
     // The overview lists the (demo) policies from the store, with exact shares.
     let page = get(&app, "/").await;
     assert_eq!(page.status, StatusCode::OK);
@@ -165,12 +189,12 @@ async fn overview_lists_and_filters_the_policies(app: Router) {
     assert!(health.body.contains("\"status\":\"ok\""));
 }
 
-async fn a_bad_or_unconfirmed_share_is_refused_and_nothing_is_written(app: Router) {
+async fn a_bad_or_unconfirmed_share_is_refused_and_nothing_is_written(app: App) {
     for bad in ["150", "abc", "-1"] {
         let r = form(
             &app,
             "/policies/demo-payment-api/actions/share",
-            &format!("revision=1&actor=alice&reason=r&confirm=yes&share={bad}"),
+            &format!("revision=1&reason=r&confirm=yes&share={bad}"),
         )
         .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER);
@@ -183,14 +207,14 @@ async fn a_bad_or_unconfirmed_share_is_refused_and_nothing_is_written(app: Route
     let unconfirmed = form(
         &app,
         "/policies/demo-payment-api/actions/share",
-        "revision=1&actor=alice&reason=r&share=20",
+        "revision=1&reason=r&share=20",
     )
     .await;
     assert!(decoded(&unconfirmed.location).contains("Tick the confirmation box"));
     let unknown = form(
         &app,
         "/policies/demo-payment-api/actions/set_share",
-        "revision=1&actor=alice&reason=r&confirm=yes&share=20",
+        "revision=1&reason=r&confirm=yes&share=20",
     )
     .await;
     assert!(
@@ -205,11 +229,11 @@ async fn a_bad_or_unconfirmed_share_is_refused_and_nothing_is_written(app: Route
     );
 }
 
-async fn a_share_set_in_the_form_is_stored_and_a_stale_form_is_refused(app: Router) {
+async fn a_share_set_in_the_form_is_stored_and_a_stale_form_is_refused(app: App) {
     let ok = form(
         &app,
         "/policies/demo-payment-api/actions/share",
-        "revision=1&actor=alice&reason=ramp&confirm=yes&share=20",
+        "revision=1&reason=ramp&confirm=yes&share=20",
     )
     .await;
     assert!(
@@ -229,7 +253,7 @@ async fn a_share_set_in_the_form_is_stored_and_a_stale_form_is_refused(app: Rout
     let stale = form(
         &app,
         "/policies/demo-payment-api/actions/share",
-        "revision=1&actor=bob&reason=x&confirm=yes&step=50",
+        "revision=1&reason=x&confirm=yes&step=50",
     )
     .await;
     let msg = decoded(&stale.location);
@@ -254,7 +278,7 @@ async fn a_share_set_in_the_form_is_stored_and_a_stale_form_is_refused(app: Rout
     );
 }
 
-async fn the_api_needs_if_match_and_names_conflicts_and_bad_fields(app: Router) {
+async fn the_api_needs_if_match_and_names_conflicts_and_bad_fields(app: App) {
     let share = "/api/v1/policies/demo-payment-api/share";
     let r = json(&app, "PUT", share, None, r#"{"share":"30%"}"#).await;
     assert_eq!(r.status, StatusCode::PRECONDITION_REQUIRED);
@@ -304,7 +328,7 @@ async fn the_api_needs_if_match_and_names_conflicts_and_bad_fields(app: Router) 
 }
 
 /// The same bad input gets the same answer through a form and through the API: one parser.
-async fn forms_and_api_parse_the_same_input_alike(app: Router) {
+async fn forms_and_api_parse_the_same_input_alike(app: App) {
     let cases = [
         ("share", "share=12.345", "share", r#"{"share":"12.345"}"#),
         (
@@ -324,7 +348,7 @@ async fn forms_and_api_parse_the_same_input_alike(app: Router) {
         let f = form(
             &app,
             &format!("/policies/demo-checkout/actions/{action}"),
-            &format!("revision=1&actor=alice&reason=r&confirm=yes&{fields}"),
+            &format!("revision=1&reason=r&confirm=yes&{fields}"),
         )
         .await;
         let form_error = decoded(&f.location);
@@ -348,7 +372,7 @@ async fn forms_and_api_parse_the_same_input_alike(app: Router) {
     let f = form(
         &app,
         "/policies/demo-checkout/actions/pin",
-        "revision=1&actor=alice&reason=r&tenant=+acme+&pin=stable",
+        "revision=1&reason=r&tenant=+acme+&pin=stable",
     )
     .await;
     assert!(
@@ -372,11 +396,11 @@ async fn forms_and_api_parse_the_same_input_alike(app: Router) {
     );
 }
 
-async fn roll_back_then_promote_through_the_forms(app: Router) {
+async fn roll_back_then_promote_through_the_forms(app: App) {
     let r = form(
         &app,
         "/policies/demo-payment-api/actions/rollback",
-        "revision=1&actor=carol&reason=errors&confirm=yes",
+        "revision=1&reason=errors&confirm=yes",
     )
     .await;
     assert!(
@@ -387,7 +411,7 @@ async fn roll_back_then_promote_through_the_forms(app: Router) {
     let r = form(
         &app,
         "/policies/demo-payment-api/actions/promote",
-        "revision=2&actor=carol&reason=x&confirm=yes",
+        "revision=2&reason=x&confirm=yes",
     )
     .await;
     assert!(
@@ -407,14 +431,14 @@ async fn roll_back_then_promote_through_the_forms(app: Router) {
     let r = form(
         &app,
         "/policies/demo-payment-api/actions/share",
-        "revision=2&actor=carol&reason=fixed&confirm=yes&step=100",
+        "revision=2&reason=fixed&confirm=yes&step=100",
     )
     .await;
     assert!(decoded(&r.location).contains("notice="), "{}", r.location);
     let r = form(
         &app,
         "/policies/demo-payment-api/actions/promote",
-        "revision=3&actor=carol&reason=done&confirm=yes",
+        "revision=3&reason=done&confirm=yes",
     )
     .await;
     assert!(
@@ -424,34 +448,24 @@ async fn roll_back_then_promote_through_the_forms(app: Router) {
     );
 }
 
-async fn a_policy_is_created_through_the_form_once(app: Router) {
+async fn a_policy_is_created_through_the_form_once(app: App) {
     let r = form(
         &app,
         "/policies",
-        "name=orders&stable_version=v1&canary_version=v2&share=0.5&actor=dana&reason=new",
+        "name=orders&stable_version=v1&canary_version=v2&share=0.5&reason=new",
     )
     .await;
     assert_eq!(
         r.location,
         "/policies/orders?notice=Policy%20%27orders%27%20created."
     );
-    let r = form(
-        &app,
-        "/policies",
-        "name=orders&stable_version=v1&actor=dana",
-    )
-    .await;
+    let r = form(&app, "/policies", "name=orders&stable_version=v1").await;
     assert!(
         decoded(&r.location).contains("already exists"),
         "{}",
         r.location
     );
-    let r = form(
-        &app,
-        "/policies",
-        "name=Bad%20Name&stable_version=v1&actor=dana",
-    )
-    .await;
+    let r = form(&app, "/policies", "name=Bad%20Name&stable_version=v1").await;
     assert!(
         decoded(&r.location).starts_with("/policies/new?error=Policy name:"),
         "{}",
@@ -468,7 +482,7 @@ async fn a_policy_is_created_through_the_form_once(app: Router) {
     assert!(r.body.contains("\"field\":\"policy name\""), "{}", r.body);
 }
 
-async fn the_simulator_agrees_with_the_splitter(app: Router) {
+async fn the_simulator_agrees_with_the_splitter(app: App) {
     let tenants: Vec<String> = (0..300).map(|i| format!("tenant-{i}")).collect();
     let uri = format!(
         "/policies/demo-payment-api/simulate?share=37.5&tenants={}",
@@ -497,11 +511,11 @@ async fn the_simulator_agrees_with_the_splitter(app: Router) {
     }
 }
 
-async fn delete_needs_the_confirmation(app: Router) {
+async fn delete_needs_the_confirmation(app: App) {
     let r = form(
         &app,
         "/policies/demo-checkout/actions/delete",
-        "revision=1&actor=dana&reason=oops",
+        "revision=1&reason=oops",
     )
     .await;
     assert!(decoded(&r.location).contains("Tick the confirmation box"));
@@ -509,7 +523,7 @@ async fn delete_needs_the_confirmation(app: Router) {
     let r = form(
         &app,
         "/policies/demo-checkout/actions/delete",
-        "revision=1&actor=dana&reason=oops&confirm=yes",
+        "revision=1&reason=oops&confirm=yes",
     )
     .await;
     assert!(
@@ -523,9 +537,9 @@ async fn delete_needs_the_confirmation(app: Router) {
     );
 }
 
-async fn upload(app: &Router, body: Vec<u8>) -> Reply {
+async fn upload(app: &App, body: Vec<u8>) -> Reply {
     let boundary = "XBOUNDARYX";
-    let mut payload = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"share\"\r\n\r\n5\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.txt\"\r\nContent-Type: text/plain\r\n\r\n").into_bytes();
+    let mut payload = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"share\"\r\n\r\n5\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.txt\"\r\nContent-Type: text/plain\r\n\r\n", app.csrf).into_bytes();
     payload.extend(body);
     payload.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
     send(
@@ -535,6 +549,9 @@ async fn upload(app: &Router, body: Vec<u8>) -> Reply {
                 header::CONTENT_TYPE,
                 format!("multipart/form-data; boundary={boundary}"),
             )
+            .header(header::COOKIE, &app.cookie)
+            .header(header::HOST, "localhost")
+            .header(header::ORIGIN, "http://localhost")
             .body(Body::from(payload))
             .unwrap(),
     )
@@ -550,10 +567,15 @@ async fn uploads_are_checked() {
     .await;
     let ok = upload(&app, b"tenant-1\ntenant-2\n".to_vec()).await;
     assert!(ok.location.contains("share=5&upload="), "{}", ok.location);
-    let shown = get(&app, &ok.location).await;
+    let shown = browse(&app, &ok.location).await;
     assert!(
         shown.body.contains("data-test=\"tenants\">2<"),
         "the uploaded ids are simulated"
+    );
+    let other = get(&app, &ok.location).await;
+    assert!(
+        !other.body.contains("data-test=\"tenants\">2<"),
+        "another principal cannot read the upload"
     );
     let too_big = upload(&app, vec![b'a'; 33 * 1024 * 1024]).await;
     assert!(

@@ -3,40 +3,49 @@
 //! page, the overview and `/metrics` show exactly what the load generator got back. Runs on the
 //! embedded store and on the Firestore emulator. Also: the decision and outcome APIs.
 
+use app::access::Role;
 use server::loadgen::{LoadArgs, LoadReport};
 use splitter::store::embedded::EmbeddedStore;
 use splitter::store::firestore::FirestoreStore;
-use splitter::store::ConfigStore;
+use splitter::store::Store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-async fn serve(store: Arc<dyn ConfigStore>) -> String {
-    server::seed::seed_if_empty(&*store).await.unwrap();
-    let state = server::app_state(
-        store,
-        server::TrafficSettings {
-            replica: "test-replica".into(),
-            flush_every: Duration::from_millis(200),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let leptos = leptos::config::LeptosOptions::builder()
-        .output_name("apx-canary")
-        .build();
+/// Each test server's admin token, by base URL (the pages and APIs need a principal).
+static TOKENS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+fn token_for(url: &str) -> String {
+    let tokens = TOKENS.lock().unwrap();
+    let (_, t) = tokens
+        .iter()
+        .find(|(base, _)| url.starts_with(base.as_str()))
+        .unwrap();
+    format!("Bearer {t}")
+}
+
+async fn serve(store: Arc<dyn Store>) -> String {
+    let traffic = server::TrafficSettings {
+        replica: "test-replica".into(),
+        flush_every: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let (app, auth) = server::testing::router(store, traffic, true).await;
+    let token = server::testing::token(&auth, "tester", Role::Admin, &[]).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, server::router(leptos, state))
-            .await
-            .unwrap()
-    });
-    format!("http://{addr}")
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = format!("http://{addr}");
+    TOKENS.lock().unwrap().push((base.clone(), token));
+    base
 }
 
 async fn text(url: &str) -> (u16, String) {
-    let res = reqwest::get(url).await.unwrap();
+    let res = reqwest::Client::new()
+        .get(url)
+        .header("authorization", token_for(url))
+        .send()
+        .await
+        .unwrap();
     (res.status().as_u16(), res.text().await.unwrap())
 }
 
@@ -44,7 +53,7 @@ async fn send_json(method: reqwest::Method, url: &str, body: &str) -> (u16, Stri
     let res = reqwest::Client::new()
         .request(method, url)
         .header("content-type", "application/json")
-        .header("x-actor", "test")
+        .header("authorization", token_for(url))
         .header("if-match", "\"1\"")
         .body(body.to_string())
         .send()

@@ -4,9 +4,9 @@
 mod support;
 
 use splitter::snapshot::Splitter;
+use splitter::store::access::{AccessKind, AccessStore};
 use splitter::store::embedded::EmbeddedStore;
 use splitter::store::firestore::FirestoreStore;
-use splitter::store::access::{AccessKind, AccessStore};
 use splitter::store::{ConfigStore, Store};
 use splitter::{
     Actor, BasisPoints, Error, NewPolicy, Operation, Pin, PolicyConfig, PolicyName, Request,
@@ -708,23 +708,50 @@ mod suite {
     pub async fn access_records(store: &dyn AccessStore) {
         let (a, s, t) = (AccessKind::Account, AccessKind::Session, AccessKind::Token);
         assert_eq!(store.get_record(a, "alice").await.unwrap(), None);
-        store.put_record(a, "alice", r#"{"v":1}"#, true).await.unwrap();
+        store
+            .put_record(a, "alice", r#"{"v":1}"#, true)
+            .await
+            .unwrap();
         let again = store.put_record(a, "alice", r#"{"v":2}"#, true).await;
-        assert!(matches!(again, Err(Error::RecordExists(ref k)) if k == "alice"), "{again:?}");
-        assert_eq!(store.get_record(a, "alice").await.unwrap().as_deref(), Some(r#"{"v":1}"#));
-        store.put_record(a, "alice", r#"{"v":3}"#, false).await.unwrap();
-        assert_eq!(store.get_record(a, "alice").await.unwrap().as_deref(), Some(r#"{"v":3}"#));
+        assert!(
+            matches!(again, Err(Error::RecordExists(ref k)) if k == "alice"),
+            "{again:?}"
+        );
+        assert_eq!(
+            store.get_record(a, "alice").await.unwrap().as_deref(),
+            Some(r#"{"v":1}"#)
+        );
+        store
+            .put_record(a, "alice", r#"{"v":3}"#, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_record(a, "alice").await.unwrap().as_deref(),
+            Some(r#"{"v":3}"#)
+        );
         store.put_record(a, "ann", "{}", true).await.unwrap();
-        store.put_record(s, "ab12", r#"{"s":1}"#, true).await.unwrap();
-        store.put_record(t, "alice", r#"{"t":1}"#, true).await.unwrap();
+        store
+            .put_record(s, "ab12", r#"{"s":1}"#, true)
+            .await
+            .unwrap();
+        store
+            .put_record(t, "alice", r#"{"t":1}"#, true)
+            .await
+            .unwrap();
         let keys = |v: Vec<(String, String)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
         assert_eq!(keys(store.list_records(a).await.unwrap()), ["alice", "ann"]);
         assert_eq!(keys(store.list_records(s).await.unwrap()), ["ab12"]);
-        assert_eq!(store.list_records(t).await.unwrap(), [("alice".to_string(), r#"{"t":1}"#.to_string())]);
+        assert_eq!(
+            store.list_records(t).await.unwrap(),
+            [("alice".to_string(), r#"{"t":1}"#.to_string())]
+        );
         store.delete_record(s, "ab12").await.unwrap();
         store.delete_record(s, "ab12").await.unwrap();
         assert_eq!(store.get_record(s, "ab12").await.unwrap(), None);
-        assert_eq!(store.get_record(a, "alice").await.unwrap().as_deref(), Some(r#"{"v":3}"#));
+        assert_eq!(
+            store.get_record(a, "alice").await.unwrap().as_deref(),
+            Some(r#"{"v":3}"#)
+        );
     }
 }
 macro_rules! conformance {

@@ -41,22 +41,22 @@ pub fn Flash() -> impl IntoView {
     }
 }
 
-/// The fields every change form carries: who, why, and (for an action that moves traffic) its
-/// confirmation. `revision` is the revision the page showed.
+/// The fields every change form carries: the session's CSRF token, why, and (for an action
+/// that moves traffic) its confirmation. `revision` is the revision the page showed. Who makes
+/// the change is the signed-in principal, recorded by the server.
 #[component]
 pub fn ChangeFields(
     revision: u64,
     action: crate::actions::PolicyAction,
     #[prop(into)] id: String,
+    #[prop(into)] csrf: String,
 ) -> impl IntoView {
     let confirm = action.confirmation();
-    let actor_id = format!("{id}-actor");
     let reason_id = format!("{id}-reason");
     let confirm_id = format!("{id}-confirm");
     view! {
         <input type="hidden" name="revision" value=revision.to_string()/>
-        <label for=actor_id.clone()>"Your name"</label>
-        <input id=actor_id name="actor" required maxlength="256" autocomplete="name"/>
+        <input type="hidden" name="csrf" value=csrf/>
         <label for=reason_id.clone()>"Reason (kept in the history)"</label>
         <input id=reason_id name="reason" required maxlength="1000"/>
         {confirm.map(|text| view! {
@@ -65,5 +65,43 @@ pub fn ChangeFields(
                 {text}
             </label>
         })}
+    }
+}
+
+/// The caller of this page (who is signed in, and the CSRF token for its forms), read once per
+/// page load and provided by [`crate::App`].
+pub type CallerResource = Resource<Result<crate::access::Caller, ServerFnError>>;
+
+pub fn use_caller() -> CallerResource {
+    expect_context::<CallerResource>()
+}
+
+/// Why a control is absent, in place of the control.
+#[component]
+pub fn ReadOnly(#[prop(into)] reason: String) -> impl IntoView {
+    view! { <p class="read-only" data-test="read-only">{reason}</p> }
+}
+
+/// Who is signed in, with sign-out (and the tokens page for admins); or a sign-in link.
+#[component]
+pub fn WhoAmI() -> impl IntoView {
+    let caller = use_caller();
+    view! {
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                let c = caller.await.unwrap_or_default();
+                match c.principal {
+                    Some(p) => view! {
+                        <span class="who" data-test="who">{format!("{} · {}", p.name, p.role)}</span>
+                        {(p.role == crate::access::Role::Admin).then(|| view! { <a href="/admin/tokens">"API tokens"</a> })}
+                        <form method="post" action="/signout" class="inline signout">
+                            <input type="hidden" name="csrf" value=c.csrf.unwrap_or_default()/>
+                            <button type="submit" class="secondary">"Sign out"</button>
+                        </form>
+                    }.into_any(),
+                    None => view! { <a href="/signin">"Sign in"</a> }.into_any(),
+                }
+            })}
+        </Suspense>
     }
 }

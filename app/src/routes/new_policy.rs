@@ -1,15 +1,32 @@
-//! `/policies/new`: create a policy.
+//! `/policies/new`: create a policy (admins).
 
-use crate::components::Flash;
+use crate::access::{read_only_reason, Need};
+use crate::components::{use_caller, Flash, ReadOnly};
 use leptos::prelude::*;
 
 #[component]
 pub fn NewPolicy() -> impl IntoView {
+    let caller = use_caller();
     view! {
         <nav class="crumbs"><a href="/">"Policies"</a> " / new"</nav>
         <h1>"New policy"</h1>
         <Flash/>
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                let c = caller.await.unwrap_or_default();
+                match read_only_reason(c.principal.as_ref(), &Need::Admin) {
+                    Some(reason) => view! { <ReadOnly reason/> }.into_any(),
+                    None => create_form(c.csrf.unwrap_or_default()).into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+fn create_form(csrf: String) -> impl IntoView {
+    view! {
         <form method="post" action="/policies" class="card">
+            <input type="hidden" name="csrf" value=csrf/>
             <label for="new-name">"Policy name (lowercase letters, digits, - _ .)"</label>
             <input id="new-name" name="name" required maxlength="100" pattern="[a-z0-9][a-z0-9._\\-]*"/>
             <label for="new-stable">"Stable version"</label>
@@ -20,8 +37,6 @@ pub fn NewPolicy() -> impl IntoView {
             <input id="new-share" name="share" maxlength="16" inputmode="decimal"/>
             <label for="new-salt">"Salt (optional; defaults to the policy name)"</label>
             <input id="new-salt" name="salt" maxlength="256"/>
-            <label for="new-actor">"Your name"</label>
-            <input id="new-actor" name="actor" required maxlength="256"/>
             <label for="new-reason">"Reason (kept in the history)"</label>
             <input id="new-reason" name="reason" maxlength="1000"/>
             <button type="submit" class="primary">"Create policy"</button>

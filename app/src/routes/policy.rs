@@ -1,7 +1,8 @@
 //! `/policies/:name`: one policy's config, its controls and its history.
 
+use crate::access::{read_only_reason, Caller};
 use crate::actions::PolicyAction;
-use crate::components::{ChangeFields, Flash, SplitBar, StateBadge};
+use crate::components::{use_caller, ChangeFields, Flash, ReadOnly, SplitBar, StateBadge};
 use crate::model::{ago, describe, when, LiveRefresh, PolicyPage};
 use crate::server_fns::get_policy;
 use leptos::prelude::*;
@@ -16,12 +17,15 @@ pub fn Policy() -> impl IntoView {
     let params = use_params_map();
     let name = move || params.read().get("name").unwrap_or_default();
     let page = Resource::new(name, get_policy);
+    let caller = use_caller();
     // Once hydrated, every store change re-reads this policy; the page (and the operator's
     // half-filled forms) is rebuilt only when this policy's revision changed. `fresh` holds the
     // latest answer with the name it was asked for, so an answer for another policy is never
-    // shown; `refreshes` counts answers handled (the e2e tests wait on it).
+    // shown; `refreshes` counts answers handled and `stale` those that arrived after the page
+    // had moved to another policy (the e2e tests wait on both).
     let fresh: RwSignal<Option<LiveRefresh>> = RwSignal::new(None);
     let refreshes = RwSignal::new(0u64);
+    let stale = RwSignal::new(0u64);
     Effect::new(move |_| {
         name();
         fresh.set(None);
@@ -38,6 +42,9 @@ pub fn Policy() -> impl IntoView {
             else {
                 return;
             };
+            if asked != current {
+                stale.try_update(|n| *n += 1);
+            }
             if let Ok(latest) = answer {
                 let shown = shown_revision(fresh, page, &current);
                 let refresh = LiveRefresh {
@@ -52,17 +59,18 @@ pub fn Policy() -> impl IntoView {
         });
     });
     view! {
-        <div class="policy-page" data-live-refreshes=move || refreshes.get().to_string()>
+        <div class="policy-page" data-live-refreshes=move || refreshes.get().to_string() data-live-stale=move || stale.get().to_string()>
             <Suspense fallback=|| view! { <p>"Loading…"</p> }>
                 {move || {
                     let current = name();
                     let latest = fresh.get().filter(|f| f.name == current).map(|f| f.page);
                     Suspend::new(async move {
                         let loaded = page.await;
+                        let who = caller.await.unwrap_or_default();
                         match latest.map(Ok).unwrap_or(loaded) {
                             Err(e) => view! { <p class="flash error" role="alert">{format!("Cannot read the policy: {e}")}</p> }.into_any(),
                             Ok(None) => missing_view(&current).into_any(),
-                            Ok(Some(p)) => policy_view(p).into_any(),
+                            Ok(Some(p)) => policy_view(p, &who).into_any(),
                         }
                     })
                 }}
@@ -99,9 +107,18 @@ fn missing_view(name: &str) -> impl IntoView {
     }
 }
 
-fn policy_view(p: PolicyPage) -> impl IntoView {
+/// The form of `action`, or why the caller may not use it.
+fn allowed(who: &Caller, action: PolicyAction, policy: &str) -> Result<String, String> {
+    match read_only_reason(who.principal.as_ref(), &action.need(policy)) {
+        None => Ok(who.csrf.clone().unwrap_or_default()),
+        Some(reason) => Err(reason),
+    }
+}
+
+fn policy_view(p: PolicyPage, who: &Caller) -> impl IntoView {
     let c = p.config;
     let name = c.policy_name.to_string();
+    let delete = allowed(who, PolicyAction::Delete, &name);
     view! {
         <nav class="crumbs"><a href="/">"Policies"</a> " / " {name.clone()}</nav>
         <h1>{name.clone()} " " <StateBadge state=c.state()/></h1>
@@ -110,17 +127,22 @@ fn policy_view(p: PolicyPage) -> impl IntoView {
         {config_list(&c)}
         <p><a class="button secondary" href=format!("/policies/{name}/simulate")>"Simulate a share change"</a></p>
         <crate::routes::traffic::Traffic name=name.clone()/>
-        {controls(&c)}
-        {pins_section(&c)}
+        {match allowed(who, PolicyAction::SetShare, &name) {
+            Ok(csrf) => controls(&c, csrf).into_any(),
+            Err(reason) => view! { <section class="controls"><h2>"Change the rollout"</h2><ReadOnly reason/></section> }.into_any(),
+        }}
+        {pins_section(&c, allowed(who, PolicyAction::Unpin, &name).ok())}
         {history_section(p.events)}
-        <section class="danger-zone">
-            <form method="post" action=PolicyAction::Delete.form_path(&name) class="card">
-                <h3>"Delete this policy"</h3>
-                <p>"Requests for it will get the version " <code>"latest"</code> "."</p>
-                <ChangeFields revision=c.revision action=PolicyAction::Delete id="delete"/>
-                <button type="submit" class="danger">"Delete policy"</button>
-            </form>
-        </section>
+        {delete.ok().map(|csrf| view! {
+            <section class="danger-zone">
+                <form method="post" action=PolicyAction::Delete.form_path(&name) class="card">
+                    <h3>"Delete this policy"</h3>
+                    <p>"Requests for it will get the version " <code>"latest"</code> "."</p>
+                    <ChangeFields revision=c.revision action=PolicyAction::Delete id="delete" csrf/>
+                    <button type="submit" class="danger">"Delete policy"</button>
+                </form>
+            </section>
+        })}
     }
 }
 
@@ -143,7 +165,7 @@ fn config_list(c: &PolicyConfig) -> impl IntoView {
 }
 
 /// The forms that change the rollout, each posting to its [`PolicyAction`].
-fn controls(c: &PolicyConfig) -> impl IntoView {
+fn controls(c: &PolicyConfig, csrf: String) -> impl IntoView {
     let name = c.policy_name.to_string();
     let rev = c.revision;
     let has_canary = c.canary_version.is_some();
@@ -156,7 +178,7 @@ fn controls(c: &PolicyConfig) -> impl IntoView {
                     <h3>{if has_canary { "Replace the canary version" } else { "Start a canary" }}</h3>
                     <label for="canary-version">"Canary version"</label>
                     <input id="canary-version" name="version" required maxlength="128" placeholder="e.g. v2"/>
-                    <ChangeFields revision=rev action=PolicyAction::SetCanary id="canary"/>
+                    <ChangeFields revision=rev action=PolicyAction::SetCanary id="canary" csrf=csrf.clone()/>
                     <button type="submit">"Set canary version"</button>
                 </form>
             })}
@@ -165,7 +187,7 @@ fn controls(c: &PolicyConfig) -> impl IntoView {
                     <h3>"Set the canary share"</h3>
                     <label for="share-input">"New share (e.g. 12.5, 12.5% or 1250bp)"</label>
                     <input id="share-input" name="share" inputmode="decimal" maxlength="16" placeholder=c.canary_basis_points.to_string()/>
-                    <ChangeFields revision=rev action=PolicyAction::SetShare id="share"/>
+                    <ChangeFields revision=rev action=PolicyAction::SetShare id="share" csrf=csrf.clone()/>
                     <div class="steps">
                         <button type="submit">"Set share"</button>
                         {SHARE_STEPS.iter().map(|s| view! {
@@ -176,13 +198,13 @@ fn controls(c: &PolicyConfig) -> impl IntoView {
                 <form method="post" action=path(PolicyAction::Promote) class="card">
                     <h3>"Promote"</h3>
                     <p>"Makes the canary the stable version for everybody; the canary is cleared."</p>
-                    <ChangeFields revision=rev action=PolicyAction::Promote id="promote"/>
+                    <ChangeFields revision=rev action=PolicyAction::Promote id="promote" csrf=csrf.clone()/>
                     <button type="submit" class="primary">"Promote canary"</button>
                 </form>
                 <form method="post" action=path(PolicyAction::Rollback) class="card">
                     <h3>"Roll back"</h3>
                     <p>"Sends every tenant back to stable (share 0%); the canary version is kept so you can resume."</p>
-                    <ChangeFields revision=rev action=PolicyAction::Rollback id="rollback"/>
+                    <ChangeFields revision=rev action=PolicyAction::Rollback id="rollback" csrf=csrf.clone()/>
                     <button type="submit" class="danger">"Roll back"</button>
                 </form>
             })}
@@ -195,14 +217,15 @@ fn controls(c: &PolicyConfig) -> impl IntoView {
                     <option value="canary">"canary"</option>
                     <option value="stable">"stable"</option>
                 </select>
-                <ChangeFields revision=rev action=PolicyAction::Pin id="pin"/>
+                <ChangeFields revision=rev action=PolicyAction::Pin id="pin" csrf=csrf.clone()/>
                 <button type="submit">"Pin"</button>
             </form>
         </section>
     }
 }
 
-fn pins_section(c: &PolicyConfig) -> impl IntoView {
+/// The pinned tenants, each with an unpin form when `csrf` is given (the caller may unpin).
+fn pins_section(c: &PolicyConfig, csrf: Option<String>) -> impl IntoView {
     let action = PolicyAction::Unpin.form_path(c.policy_name.as_str());
     let rev = c.revision;
     let rows = c
@@ -211,14 +234,15 @@ fn pins_section(c: &PolicyConfig) -> impl IntoView {
         .map(|(t, p)| {
             let t = t.to_string();
             let form_id = format!("unpin-{}", crate::routes::overview::urlencode(&t));
+            let unpin = csrf.clone().map(|csrf| view! {
+                <form method="post" action=action.clone() class="inline">
+                    <input type="hidden" name="tenant" value=t.clone()/>
+                    <ChangeFields revision=rev action=PolicyAction::Unpin id=form_id csrf/>
+                    <button type="submit">"Unpin"</button>
+                </form>
+            });
             view! {
-                <tr><td>{t.clone()}</td><td class=format!("version {p}")>{p.to_string()}</td><td>
-                    <form method="post" action=action.clone() class="inline">
-                        <input type="hidden" name="tenant" value=t/>
-                        <ChangeFields revision=rev action=PolicyAction::Unpin id=form_id/>
-                        <button type="submit">"Unpin"</button>
-                    </form>
-                </td></tr>
+                <tr><td>{t.clone()}</td><td class=format!("version {p}")>{p.to_string()}</td><td>{unpin}</td></tr>
             }
         })
         .collect_view();

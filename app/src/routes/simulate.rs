@@ -53,6 +53,7 @@ pub fn Simulate() -> impl IntoView {
     );
     // Owned here, outside the part that re-renders when the store changes, so typing survives.
     let inputs = (RwSignal::new(String::new()), RwSignal::new(String::new()));
+    let caller = crate::components::use_caller();
     let upload = Resource::new(
         move || query.with(|q| q.get("upload").unwrap_or_default()),
         |id| async move {
@@ -75,10 +76,11 @@ pub fn Simulate() -> impl IntoView {
                     Ok(None) => tenants_text,
                     Err(e) => return view! { <p class="flash error" role="alert">{format!("Cannot read the uploaded file: {e}")}</p> }.into_any(),
                 };
+                let csrf = caller.await.ok().and_then(|c| c.csrf).unwrap_or_default();
                 match page.await {
                     Err(e) => view! { <p class="flash error" role="alert">{format!("Cannot read the policy: {e}")}</p> }.into_any(),
                     Ok(None) => view! { <h1>"No such policy"</h1><p><a href="/">"All policies"</a></p> }.into_any(),
-                    Ok(Some(p)) => simulator_view(p.config, share_text, tenants_text, inputs).into_any(),
+                    Ok(Some(p)) => simulator_view(p.config, share_text, tenants_text, inputs, csrf).into_any(),
                 }
             })}}
         </Suspense>
@@ -90,6 +92,7 @@ fn simulator_view(
     share_text: String,
     tenants_text: String,
     (share_input, tenants_input): (RwSignal<String>, RwSignal<String>),
+    csrf: String,
 ) -> impl IntoView {
     let name = config.policy_name.to_string();
     // The server renders the inputs once; once hydrated, every keystroke recomputes. A re-render
@@ -156,6 +159,7 @@ fn simulator_view(
             <label for="sim-file">"…or upload a CSV or text file of tenant ids"</label>
             <input id="sim-file" type="file" name="file" accept=".csv,.txt,text/plain,text/csv" on:change=on_file/>
             <input type="hidden" name="share" value=share_text/>
+            <input type="hidden" name="csrf" value=csrf/>
             <noscript><button type="submit">"Upload and simulate"</button></noscript>
         </form>
         {results}

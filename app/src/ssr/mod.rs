@@ -5,3 +5,10 @@
 pub mod overview;
 pub mod state;
 pub mod traffic;
+
+/// The caller of the request being served (left in its extensions by the server's guard).
+pub fn caller() -> crate::access::Caller {
+    leptos::prelude::use_context::<http::request::Parts>()
+        .and_then(|p| p.extensions.get::<crate::access::Caller>().cloned())
+        .unwrap_or_default()
+}

@@ -34,8 +34,13 @@ pub trait AccessStore: Send + Sync + 'static {
 
     /// Writes the record. With `create_only`, fails with [`crate::Error::RecordExists`] (and
     /// writes nothing) if the key is taken.
-    async fn put_record(&self, kind: AccessKind, key: &str, json: &str, create_only: bool)
-        -> Result<()>;
+    async fn put_record(
+        &self,
+        kind: AccessKind,
+        key: &str,
+        json: &str,
+        create_only: bool,
+    ) -> Result<()>;
 
     /// Deletes the record; deleting a missing record is not an error.
     async fn delete_record(&self, kind: AccessKind, key: &str) -> Result<()>;

@@ -1,0 +1,106 @@
+//! Secrets: argon2id password hashes, random session ids and API tokens, and their digests.
+//! Only digests are stored; a session id or token is shown once and never logged.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+/// Shortest password accepted (NIST SP 800-63B asks for at least 8; we ask for more).
+pub const MIN_PASSWORD: usize = 12;
+pub const MAX_PASSWORD: usize = 256;
+
+/// argon2id with OWASP's minimum parameters: 19 MiB of memory, 2 passes, 1 lane.
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).expect("valid argon2 parameters");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Random bytes from the operating system.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::getrandom(&mut b).expect("the operating system's random number generator");
+    b
+}
+
+/// A random secret as URL-safe text (32 bytes: 43 characters).
+pub fn random_secret() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+}
+
+/// The digest under which a high-entropy secret (session id, token) is stored: SHA-256, hex.
+pub fn digest(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether two secrets are equal, in time independent of where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// Checks a new password's length; the message says what would do.
+pub fn check_password_rules(password: &str) -> Result<(), String> {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD {
+        return Err(format!(
+            "password: {n} characters; use at least {MIN_PASSWORD} (a phrase of a few words works)"
+        ));
+    }
+    if password.len() > MAX_PASSWORD {
+        return Err(format!("password: at most {MAX_PASSWORD} bytes"));
+    }
+    Ok(())
+}
+
+/// The PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`) to store for `password`.
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::encode_b64(&random_bytes::<16>()).expect("16 bytes make a salt");
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2id hashes any password of at most 256 bytes")
+        .to_string()
+}
+
+/// Whether `password` matches the stored PHC string (its own parameters are used).
+pub fn verify_password(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored)
+        .is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// A hash to verify against when the account does not exist, so that a wrong name costs as
+/// long as a wrong password (no account enumeration by timing).
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| hash_password("no such account, no such password"));
+    &DUMMY
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_with_argon2id_and_verify() {
+        let h = hash_password("correct horse battery");
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert!(verify_password("correct horse battery", &h));
+        assert!(!verify_password("correct horse batterY", &h));
+        assert!(!verify_password("x", "not a hash"));
+        assert_ne!(h, hash_password("correct horse battery"), "salted");
+    }
+
+    #[test]
+    fn secrets_are_random_and_stored_as_digests() {
+        let (a, b) = (random_secret(), random_secret());
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, b);
+        assert_eq!(digest("abc").len(), 64);
+        assert!(same_secret(&a, &a.clone()) && !same_secret(&a, &b));
+        assert!(check_password_rules("short").is_err());
+        assert!(check_password_rules("twelve chars").is_ok());
+    }
+}

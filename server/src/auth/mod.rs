@@ -1,0 +1,308 @@
+//! Access: who is asking ([`Caller`]), what each route needs ([`rules`]), and the one guard
+//! every request passes ([`guard`]): authentication (session cookie or bearer token),
+//! authorisation ([`app::access::authorize`]), and for browser writes the Origin /
+//! `Sec-Fetch-Site` check and the session's CSRF token. Pages and handlers read the
+//! [`Caller`] the guard leaves in the request's extensions.
+
+pub mod cli;
+pub mod credentials;
+pub mod limiter;
+pub mod pages;
+pub mod records;
+pub mod rules;
+
+use app::access::{authorize, Caller, Denied, Need};
+use axum::body::{to_bytes, Body};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use records::SessionLimits;
+use serde_json::json;
+use splitter::store::access::AccessStore;
+use std::sync::{Arc, Mutex};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "apx_session";
+/// Largest form body the guard reads to find the CSRF token.
+const MAX_FORM: usize = 1024 * 1024;
+
+/// Access settings and state shared by every request.
+pub struct Auth {
+    pub store: Arc<dyn AccessStore>,
+    pub limits: SessionLimits,
+    pub limiter: limiter::Limiter,
+    /// The one-time setup link's token digest and expiry (Unix seconds), while no account
+    /// exists.
+    pub setup: Mutex<Option<(String, i64)>>,
+    /// When set, `/metrics` needs `Authorization: Bearer <this>`.
+    pub metrics_token: Option<String>,
+    /// Always mark the session cookie `Secure` (it is also marked when a proxy says
+    /// `X-Forwarded-Proto: https`).
+    pub secure_cookies: bool,
+}
+
+impl Auth {
+    pub fn new(store: Arc<dyn AccessStore>) -> Auth {
+        Auth {
+            store,
+            limits: SessionLimits::default(),
+            limiter: Default::default(),
+            setup: Mutex::new(None),
+            metrics_token: None,
+            secure_cookies: false,
+        }
+    }
+
+    /// Creates the one-time setup link's token (valid for `minutes`) when no account exists;
+    /// returns it to be printed on the console, once.
+    pub async fn setup_token(&self, minutes: i64) -> Result<Option<String>, splitter::Error> {
+        if records::has_accounts(&*self.store).await? {
+            return Ok(None);
+        }
+        let token = credentials::random_secret();
+        let expires = now() + minutes * 60;
+        *self.setup.lock().unwrap() = Some((credentials::digest(&token), expires));
+        Ok(Some(token))
+    }
+
+    /// Who is asking: a bearer token, else a session cookie, else nobody.
+    async fn identify(&self, headers: &HeaderMap) -> Result<Caller, splitter::Error> {
+        if let Some(token) = bearer(headers) {
+            let principal = records::token_principal(&*self.store, token, now()).await?;
+            return Ok(Caller {
+                principal,
+                csrf: None,
+                session_key: None,
+            });
+        }
+        let Some(id) = cookie(headers, SESSION_COOKIE) else {
+            return Ok(Caller::default());
+        };
+        Ok(
+            match records::session(&*self.store, id, self.limits, now()).await? {
+                Some(s) => Caller {
+                    principal: Some(s.principal),
+                    csrf: Some(s.csrf),
+                    session_key: Some(credentials::digest(id)),
+                },
+                None => Caller::default(),
+            },
+        )
+    }
+}
+
+pub fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// The token of `Authorization: Bearer <token>`.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    v.strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// A cookie's value.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The header on every refusal by the guard, naming why (`unauthenticated`, `forbidden`,
+/// `csrf`, `no_rule`, `unavailable`): tools and tests tell a guard refusal from a handler's.
+pub const DENIED_HEADER: &str = "x-apx-denied";
+
+/// A refusal, in JSON for the API (with a stable `code`) and as text elsewhere.
+pub fn refuse(api: bool, status: StatusCode, code: &'static str, message: &str) -> Response {
+    let mut r = if api {
+        (
+            status,
+            axum::Json(json!({ "error": message, "code": code })),
+        )
+            .into_response()
+    } else {
+        (status, format!("{message}\n")).into_response()
+    };
+    r.headers_mut()
+        .insert(DENIED_HEADER, axum::http::HeaderValue::from_static(code));
+    r
+}
+
+/// Whether a browser sent this request from our own pages: `Sec-Fetch-Site: same-origin`, or
+/// (older browsers) an `Origin` whose host is ours. A request that says neither is refused.
+pub fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return match site {
+            "same-origin" => Ok(()),
+            _ => {
+                Err("this change was sent from another site (Sec-Fetch-Site); nothing was changed")
+            }
+        };
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some(origin) => {
+            let origin_host = origin.split("://").nth(1).unwrap_or("");
+            if host.is_some_and(|h| h == origin_host) {
+                Ok(())
+            } else {
+                Err("this change was sent from another site (Origin); nothing was changed")
+            }
+        }
+        None => Err("the request did not say which page sent it (no Origin); nothing was changed"),
+    }
+}
+
+fn wants_json(path: &str) -> bool {
+    path.starts_with("/api/")
+}
+
+/// The guard: every request passes here (installed with `route_layer` and on the fallback).
+pub async fn guard(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let api = wants_json(&path);
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let Some(rule) = rules::rule(req.method(), route.as_deref(), &path) else {
+        return refuse(
+            api,
+            StatusCode::FORBIDDEN,
+            "no_rule",
+            "no access rule covers this route",
+        );
+    };
+    let caller = match auth.identify(req.headers()).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check the caller's session or token");
+            return refuse(
+                api,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "cannot check your sign-in: the store is unavailable; try again shortly",
+            );
+        }
+    };
+    if let Err(denied) = authorize(caller.principal.as_ref(), &rule.need) {
+        return denied_response(api, req.method(), &path, req.uri().query(), denied);
+    }
+    let req = if rule.changes_state && (caller.csrf.is_some() || rule.need == Need::Nobody) {
+        // Signing in or setting up has no session token yet: only the Origin check applies.
+        let token = (rule.need != Need::Nobody)
+            .then_some(caller.csrf.as_deref())
+            .flatten();
+        match check_browser_write(req, token).await {
+            Ok(req) => req,
+            Err(message) => return refuse(api, StatusCode::FORBIDDEN, "csrf", &message),
+        }
+    } else {
+        req
+    };
+    let mut req = req;
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+fn denied_response(
+    api: bool,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    denied: Denied,
+) -> Response {
+    match denied {
+        Denied::Unauthenticated if !api && method == Method::GET => {
+            let next = match query {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_string(),
+            };
+            let mut r = Redirect::to(&format!(
+                "/signin?next={}",
+                app::routes::overview::urlencode(&next)
+            ))
+            .into_response();
+            r.headers_mut().insert(
+                DENIED_HEADER,
+                axum::http::HeaderValue::from_static("unauthenticated"),
+            );
+            r
+        }
+        Denied::Unauthenticated => refuse(
+            api,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "sign in first (or send Authorization: Bearer <token>)",
+        ),
+        Denied::Forbidden(why) => refuse(api, StatusCode::FORBIDDEN, "forbidden", &why),
+    }
+}
+
+/// A write from a browser: it must come from our own pages, and (once signed in) carry the
+/// session's CSRF token — in the form field `csrf`, or the `X-CSRF-Token` header. Multipart
+/// uploads are checked by their handler (the token is one of the parts).
+async fn check_browser_write(req: Request, expected: Option<&str>) -> Result<Request, String> {
+    same_origin(req.headers()).map_err(str::to_string)?;
+    let Some(expected) = expected else {
+        return Ok(req);
+    };
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let missing = || {
+        "the form's CSRF token is missing or stale: reload the page and try again; nothing was changed".to_string()
+    };
+    if content_type.starts_with("multipart/form-data") {
+        return Ok(req);
+    }
+    if let Some(token) = req
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+    {
+        return if credentials::same_secret(token, expected) {
+            Ok(req)
+        } else {
+            Err(missing())
+        };
+    }
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
+        return Err(missing());
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = to_bytes(body, MAX_FORM)
+        .await
+        .map_err(|_| "the form is larger than 1 MB; nothing was changed".to_string())?;
+    let token = form_urlencoded_field(&bytes, "csrf");
+    if !token.is_some_and(|t| credentials::same_secret(&t, expected)) {
+        return Err(missing());
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// One field of an `application/x-www-form-urlencoded` body.
+fn form_urlencoded_field(body: &[u8], name: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).ok()?;
+    pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+/// For handlers that read their own body (multipart): the CSRF token they found.
+pub fn check_csrf(caller: &Caller, token: &str) -> Result<(), String> {
+    match caller.csrf.as_deref() {
+        Some(expected) if credentials::same_secret(token, expected) => Ok(()),
+        Some(_) => Err("the form's CSRF token is missing or stale: reload the page and try again; nothing was changed".into()),
+        None => Ok(()),
+    }
+}

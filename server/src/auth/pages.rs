@@ -1,0 +1,505 @@
+//! Signing in and out, the one-time setup of the first admin, and API tokens (an admin page
+//! and the JSON API). Small server-rendered pages: they work without JavaScript and need none.
+
+use super::records::{self, Account};
+use super::{credentials, now, Auth, SESSION_COOKIE};
+use crate::error::ApiError;
+use app::access::{Caller, Principal, Role, SignIn};
+use app::routes::overview::urlencode;
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::{Extension, Form, Json};
+use serde::Deserialize;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The client's address, for the sign-in limiter ("unknown" in-process).
+pub struct ClientAddr(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string()),
+        ))
+    }
+}
+
+/// Text for HTML.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// A small page in the dashboard's style.
+pub fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{t} · APX Canary</title><link rel=\"stylesheet\" href=\"/pkg/apx-canary.css\"><link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\"></head>\
+<body><header class=\"top\"><a href=\"/\" class=\"brand\">APX Canary</a></header><main><h1>{t}</h1>{body}</main></body></html>",
+        t = esc(title)
+    ))
+}
+
+fn flash(notice: Option<&str>, error: Option<&str>) -> String {
+    let mut out = String::new();
+    if let Some(n) = notice {
+        out += &format!("<p class=\"flash notice\" role=\"status\">{}</p>", esc(n));
+    }
+    if let Some(e) = error {
+        out += &format!("<p class=\"flash error\" role=\"alert\">{}</p>", esc(e));
+    }
+    out
+}
+
+/// Only a path on this site (no `//host`), else the overview.
+fn safe_next(next: &str) -> &str {
+    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
+        next
+    } else {
+        "/"
+    }
+}
+
+fn session_cookie(id: &str, max_age: i64, headers: &HeaderMap, secure: bool) -> HeaderValue {
+    let https = secure
+        || headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let value = format!(
+        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
+        if https { "; Secure" } else { "" }
+    );
+    HeaderValue::from_str(&value).expect("cookie values are URL-safe text")
+}
+
+fn with_cookie(to: &str, cookie: HeaderValue) -> Response {
+    let mut r = Redirect::to(to).into_response();
+    r.headers_mut().insert(header::SET_COOKIE, cookie);
+    r
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SignInQuery {
+    next: String,
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+pub async fn signin_page(Query(q): Query<SignInQuery>) -> Html<String> {
+    page(
+        "Sign in",
+        &format!(
+            "{}<form method=\"post\" action=\"/signin\" class=\"card\">\
+<input type=\"hidden\" name=\"next\" value=\"{}\">\
+<label for=\"name\">Account</label><input id=\"name\" name=\"name\" required maxlength=\"64\" autocomplete=\"username\">\
+<label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" required maxlength=\"256\" autocomplete=\"current-password\">\
+<button type=\"submit\" class=\"primary\">Sign in</button></form>\
+<p class=\"muted\">No account yet? An admin creates one (<code>apx-canary user add NAME</code>); on a new installation, use the one-time link the server printed on its console.</p>",
+            flash(q.notice.as_deref(), q.error.as_deref()),
+            esc(&q.next)
+        ),
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SignInForm {
+    name: String,
+    password: String,
+    next: String,
+}
+
+pub async fn signin(
+    State(auth): State<Arc<Auth>>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    Form(f): Form<SignInForm>,
+) -> Response {
+    let name = f.name.trim().to_lowercase();
+    let back = |error: &str| {
+        Redirect::to(&format!(
+            "/signin?error={}&next={}",
+            urlencode(error),
+            urlencode(&f.next)
+        ))
+        .into_response()
+    };
+    let t = now();
+    if let Err(secs) = auth.limiter.check(&name, &addr, t) {
+        let minutes = (secs + 59) / 60;
+        return back(&format!(
+            "Too many failed sign-ins for this account or from this address. Try again in {minutes} minute(s)."
+        ));
+    }
+    let account = match records::account(&*auth.store, &name).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "sign-in: cannot read the account");
+            return back(
+                "Cannot check your password: the store is unavailable. Try again shortly.",
+            );
+        }
+    };
+    let hash = account
+        .as_ref()
+        .map_or(credentials::dummy_hash(), |a| a.password_hash.as_str());
+    let ok = credentials::verify_password(&f.password, hash) && account.is_some();
+    let Some(account) = account.filter(|_| ok) else {
+        auth.limiter.failed(&name, &addr, t);
+        tracing::info!(account = %name, %addr, "sign-in refused");
+        return back("Wrong account or password.");
+    };
+    auth.limiter.succeeded(&name);
+    let principal = Principal {
+        name: account.name,
+        role: account.role,
+        policies: account.policies,
+        via: SignIn::Password,
+    };
+    match records::start_session(&*auth.store, principal, t).await {
+        Ok(id) => {
+            tracing::info!(account = %name, "signed in");
+            let cookie = session_cookie(&id, auth.limits.absolute, &headers, auth.secure_cookies);
+            with_cookie(safe_next(&f.next), cookie)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "sign-in: cannot store the session");
+            back("Cannot sign you in: the store is unavailable. Try again shortly.")
+        }
+    }
+}
+
+pub async fn signout(State(auth): State<Arc<Auth>>, headers: HeaderMap) -> Response {
+    if let Some(id) = super::cookie(&headers, SESSION_COOKIE) {
+        if let Err(e) = records::end_session(&*auth.store, id).await {
+            tracing::warn!(error = %e, "sign-out: cannot delete the session");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Cannot sign you out: the store is unavailable. Try again shortly.\n",
+            )
+                .into_response();
+        }
+    }
+    let cleared = session_cookie("", 0, &headers, auth.secure_cookies);
+    with_cookie("/signin?notice=Signed%20out.", cleared)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SetupQuery {
+    token: String,
+    error: Option<String>,
+}
+
+/// Whether `token` is the live setup token.
+fn setup_ok(auth: &Auth, token: &str) -> bool {
+    let guard = auth.setup.lock().unwrap();
+    guard.as_ref().is_some_and(|(digest, expires)| {
+        now() < *expires && credentials::same_secret(&credentials::digest(token), digest)
+    })
+}
+
+const SETUP_GONE: &str = "This setup link is not valid: it was used, it expired, or it was mistyped. Restart the server while no account exists to get a new one, or run `apx-canary user add --admin NAME`.";
+
+pub async fn setup_page(State(auth): State<Arc<Auth>>, Query(q): Query<SetupQuery>) -> Response {
+    if !setup_ok(&auth, &q.token) {
+        return (
+            StatusCode::FORBIDDEN,
+            page("Setup", &flash(None, Some(SETUP_GONE))),
+        )
+            .into_response();
+    }
+    page(
+        "Create the first admin",
+        &format!(
+            "{}<form method=\"post\" action=\"/setup\" class=\"card\">\
+<input type=\"hidden\" name=\"token\" value=\"{}\">\
+<label for=\"name\">Account name</label><input id=\"name\" name=\"name\" required maxlength=\"64\" autocomplete=\"username\">\
+<label for=\"password\">Password (at least {} characters)</label><input id=\"password\" name=\"password\" type=\"password\" required autocomplete=\"new-password\">\
+<label for=\"password2\">Password again</label><input id=\"password2\" name=\"password2\" type=\"password\" required autocomplete=\"new-password\">\
+<button type=\"submit\" class=\"primary\">Create admin and sign in</button></form>",
+            flash(None, q.error.as_deref()),
+            esc(&q.token),
+            credentials::MIN_PASSWORD
+        ),
+    )
+    .into_response()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SetupForm {
+    token: String,
+    name: String,
+    password: String,
+    password2: String,
+}
+
+pub async fn setup(
+    State(auth): State<Arc<Auth>>,
+    headers: HeaderMap,
+    Form(f): Form<SetupForm>,
+) -> Response {
+    if !setup_ok(&auth, &f.token) {
+        return (
+            StatusCode::FORBIDDEN,
+            page("Setup", &flash(None, Some(SETUP_GONE))),
+        )
+            .into_response();
+    }
+    let back = |e: &str| {
+        Redirect::to(&format!(
+            "/setup?token={}&error={}",
+            urlencode(&f.token),
+            urlencode(e)
+        ))
+        .into_response()
+    };
+    let name = f.name.trim().to_lowercase();
+    if f.password != f.password2 {
+        return back("The two passwords differ.");
+    }
+    if let Err(e) = credentials::check_password_rules(&f.password) {
+        return back(&e);
+    }
+    let account = Account {
+        name: name.clone(),
+        password_hash: credentials::hash_password(&f.password),
+        role: Role::Admin,
+        policies: vec![],
+        created_at: now(),
+        created_by: "setup link".into(),
+    };
+    if let Err(e) = records::create_account(&*auth.store, &account).await {
+        return back(&e.to_string());
+    }
+    // The link works once.
+    *auth.setup.lock().unwrap() = None;
+    tracing::info!(account = %name, "first admin created through the setup link");
+    let principal = Principal {
+        name,
+        role: Role::Admin,
+        policies: vec![],
+        via: SignIn::Password,
+    };
+    match records::start_session(&*auth.store, principal, now()).await {
+        Ok(id) => with_cookie(
+            "/?notice=Admin%20account%20created.",
+            session_cookie(&id, auth.limits.absolute, &headers, auth.secure_cookies),
+        ),
+        Err(_) => {
+            Redirect::to("/signin?notice=Admin%20account%20created%3A%20sign%20in.").into_response()
+        }
+    }
+}
+
+/// `GET /api/v1/session`: who is signed in, and the CSRF token for `X-CSRF-Token`.
+pub async fn session_json(Extension(caller): Extension<Caller>) -> Response {
+    Json(json!({ "principal": caller.principal, "csrf": caller.csrf })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    name: String,
+    role: String,
+    #[serde(default)]
+    policies: Vec<String>,
+}
+
+fn creator(caller: &Caller) -> String {
+    caller
+        .principal
+        .as_ref()
+        .map_or_else(|| "unknown".into(), Principal::actor)
+}
+
+fn parse_role(role: &str) -> Result<Role, splitter::Error> {
+    Role::from_key(role).ok_or_else(|| {
+        splitter::Error::invalid(
+            "role",
+            format!(
+                "'{}': choose viewer, operator, admin or service",
+                role.escape_debug()
+            ),
+        )
+    })
+}
+
+/// `POST /api/v1/tokens`: the token is in this answer and nowhere else, ever.
+pub async fn create_token_json(
+    State(auth): State<Arc<Auth>>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<TokenBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(b) = body.map_err(|e| ApiError::BadBody(e.body_text()))?;
+    let role = parse_role(&b.role)?;
+    let policies = records::parse_patterns(&b.policies.join(","))?;
+    let (record, secret) = records::create_token(
+        &*auth.store,
+        b.name.trim(),
+        role,
+        policies,
+        &creator(&caller),
+        now(),
+    )
+    .await?;
+    tracing::info!(token = %record.name, id = %record.id, role = %record.role, "API token created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": secret, "id": record.id, "name": record.name, "role": record.role, "policies": record.policies })),
+    )
+        .into_response())
+}
+
+pub async fn list_tokens_json(State(auth): State<Arc<Auth>>) -> Result<Response, ApiError> {
+    let list: Vec<_> = records::tokens(&*auth.store)
+        .await?
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    Ok(Json(list).into_response())
+}
+
+pub async fn revoke_token_json(
+    State(auth): State<Arc<Auth>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if records::revoke_token(&*auth.store, &id, now()).await? {
+        tracing::info!(%id, "API token revoked");
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::Splitter(splitter::Error::invalid(
+            "id",
+            format!("no token has id '{}'", id.escape_debug()),
+        )))
+    }
+}
+
+fn when(t: i64) -> String {
+    jiff::Timestamp::from_second(t).map_or_else(|_| "—".into(), app::model::when)
+}
+
+/// `GET /admin/tokens`.
+pub async fn tokens_page(
+    State(auth): State<Arc<Auth>>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<SignInQuery>,
+) -> Result<Html<String>, ApiError> {
+    let csrf = esc(caller.csrf.as_deref().unwrap_or(""));
+    let rows: String = records::tokens(&*auth.store)
+        .await?
+        .into_iter()
+        .map(|(_, t)| {
+            let state = match t.revoked_at {
+                Some(at) => format!("revoked {}", when(at)),
+                None => format!(
+                    "<form method=\"post\" action=\"/admin/tokens/{id}/revoke\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\" class=\"danger\">Revoke</button></form>",
+                    id = esc(&t.id)
+                ),
+            };
+            format!(
+                "<tr data-token=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{} by {}</td><td>{}</td><td>{}</td></tr>",
+                esc(&t.id),
+                esc(&t.name),
+                t.role,
+                esc(&if t.policies.is_empty() { "all".to_string() } else { t.policies.join(", ") }),
+                when(t.created_at),
+                esc(&t.created_by),
+                t.last_used_at.map_or_else(|| "never".into(), when),
+                state
+            )
+        })
+        .collect();
+    let roles: String = Role::ALL
+        .iter()
+        .map(|r| format!("<option value=\"{r}\">{r}</option>"))
+        .collect();
+    Ok(page(
+        "API tokens",
+        &format!(
+            "{}<table class=\"tokens\"><thead><tr><th scope=\"col\">Id</th><th scope=\"col\">Name</th><th scope=\"col\">Role</th><th scope=\"col\">Policies</th><th scope=\"col\">Created</th><th scope=\"col\">Last used</th><th scope=\"col\">State</th></tr></thead><tbody>{rows}</tbody></table>\
+<form method=\"post\" action=\"/admin/tokens\" class=\"card\"><h2>New token</h2><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<label for=\"token-name\">Name</label><input id=\"token-name\" name=\"name\" required maxlength=\"64\" placeholder=\"e.g. ci-deploy\">\
+<label for=\"token-role\">Role</label><select id=\"token-role\" name=\"role\">{roles}</select>\
+<label for=\"token-policies\">Policies (patterns, e.g. payments-*; empty: all)</label><input id=\"token-policies\" name=\"policies\" maxlength=\"1000\">\
+<button type=\"submit\" class=\"primary\">Create token</button></form><p><a href=\"/\">All policies</a></p>",
+            flash(q.notice.as_deref(), q.error.as_deref())
+        ),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct TokenForm {
+    name: String,
+    role: String,
+    policies: String,
+}
+
+/// `POST /admin/tokens`: answers with the token itself, shown this once.
+pub async fn create_token_form(
+    State(auth): State<Arc<Auth>>,
+    Extension(caller): Extension<Caller>,
+    Form(f): Form<TokenForm>,
+) -> Response {
+    let made = async {
+        let role = parse_role(&f.role)?;
+        let policies = records::parse_patterns(&f.policies)?;
+        records::create_token(
+            &*auth.store,
+            f.name.trim(),
+            role,
+            policies,
+            &creator(&caller),
+            now(),
+        )
+        .await
+    }
+    .await;
+    match made {
+        Ok((record, secret)) => {
+            tracing::info!(token = %record.name, id = %record.id, role = %record.role, "API token created");
+            let mut r = page(
+                "Token created",
+                &format!(
+                    "<p class=\"flash notice\" role=\"status\">Token '{}' ({}) created. Copy it now: it is shown only this once and stored only as a hash.</p>\
+<p><code data-test=\"new-token\">{}</code></p><p>Send it as <code>Authorization: Bearer &lt;token&gt;</code>.</p><p><a href=\"/admin/tokens\">All tokens</a></p>",
+                    esc(&record.name),
+                    record.role,
+                    esc(&secret)
+                ),
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(e) => Redirect::to(&format!(
+            "/admin/tokens?error={}",
+            urlencode(&e.to_string())
+        ))
+        .into_response(),
+    }
+}
+
+pub async fn revoke_token_form(State(auth): State<Arc<Auth>>, Path(id): Path<String>) -> Response {
+    let message = match records::revoke_token(&*auth.store, &id, now()).await {
+        Ok(true) => format!("notice={}", urlencode(&format!("Token {id} revoked."))),
+        Ok(false) => format!("error={}", urlencode(&format!("No token has id {id}."))),
+        Err(e) => format!("error={}", urlencode(&e.to_string())),
+    };
+    Redirect::to(&format!("/admin/tokens?{message}")).into_response()
+}
