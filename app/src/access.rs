@@ -50,6 +50,8 @@ pub enum SignIn {
     Password,
     /// A bearer API token.
     Token,
+    /// A signed assertion from Google's Identity-Aware Proxy.
+    Iap,
 }
 
 impl SignIn {
@@ -57,6 +59,7 @@ impl SignIn {
         match self {
             SignIn::Password => "password",
             SignIn::Token => "token",
+            SignIn::Iap => "iap",
         }
     }
 }

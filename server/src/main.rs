@@ -100,6 +100,16 @@ struct Args {
     /// `X-Forwarded-Proto: https`).
     #[arg(long, env = "APX_SECURE_COOKIES")]
     secure_cookies: bool,
+    /// Behind Google's Identity-Aware Proxy: the audience its assertions are signed for
+    /// (`/projects/NUMBER/global/backendServices/ID`). Turns IAP sign-in on.
+    #[arg(long, env = "APX_IAP_AUDIENCE")]
+    iap_audience: Option<String>,
+    /// The JWK set IAP signs with, as a file (save https://www.gstatic.com/iap/verify/public_key-jwk).
+    #[arg(long, env = "APX_IAP_JWKS", requires = "iap_audience")]
+    iap_jwks: Option<PathBuf>,
+    /// Roles for IAP users: ROLE=EMAIL or ROLE=@DOMAIN (repeat; the exact e-mail wins).
+    #[arg(long = "iap-role", requires = "iap_audience")]
+    iap_roles: Vec<String>,
     /// Do not create demo policies in an empty embedded store.
     #[arg(long)]
     no_demo: bool,

@@ -12,8 +12,19 @@ pub async fn router(
     traffic: crate::TrafficSettings,
     demo: bool,
 ) -> (axum::Router, Arc<Auth>) {
+    let auth = Auth::new(store.clone());
+    router_with(store, traffic, demo, auth).await
+}
+
+/// [`router`] with access settings of the caller's own.
+pub async fn router_with(
+    store: Arc<dyn Store>,
+    traffic: crate::TrafficSettings,
+    demo: bool,
+    auth: Auth,
+) -> (axum::Router, Arc<Auth>) {
     crate::seed::seed_if_empty(&*store).await.unwrap();
-    let auth = Arc::new(Auth::new(store.clone()));
+    let auth = Arc::new(auth);
     let state = crate::app_state(store, traffic).await.unwrap();
     let leptos = leptos::config::LeptosOptions::builder()
         .output_name("apx-canary")

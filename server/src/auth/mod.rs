@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod credentials;
+pub mod iap;
 pub mod limiter;
 pub mod pages;
 pub mod records;
@@ -40,6 +41,16 @@ pub struct Auth {
     /// Always mark the session cookie `Secure` (it is also marked when a proxy says
     /// `X-Forwarded-Proto: https`).
     pub secure_cookies: bool,
+    /// Behind Google's IAP: its verifier, and the shared key that derives each proxy user's
+    /// CSRF token (see [`records::shared_secret`]).
+    pub iap: Option<(iap::Iap, String)>,
+}
+
+/// Why a caller who proved an identity is still refused.
+pub enum Refused {
+    Store(splitter::Error),
+    /// A verified identity without a role here.
+    NoRole(String),
 }
 
 impl Auth {
@@ -51,7 +62,15 @@ impl Auth {
             setup: Mutex::new(None),
             metrics_token: None,
             secure_cookies: false,
+            iap: None,
         }
+    }
+
+    /// Trusts Google's IAP (see [`iap`]); loads the shared CSRF key from the store.
+    pub async fn enable_iap(&mut self, verifier: iap::Iap) -> Result<(), splitter::Error> {
+        let key = records::shared_secret(&*self.store, "iap-csrf").await?;
+        self.iap = Some((verifier, key));
+        Ok(())
     }
 
     /// Creates the one-time setup link's token (valid for `minutes`) when no account exists;
@@ -66,21 +85,45 @@ impl Auth {
         Ok(Some(token))
     }
 
-    /// Who is asking: a bearer token, else a session cookie, else nobody.
-    async fn identify(&self, headers: &HeaderMap) -> Result<Caller, splitter::Error> {
+    /// Who is asking: a bearer token, else (behind IAP) the proxy's signed assertion, else a
+    /// session cookie, else nobody.
+    async fn identify(&self, headers: &HeaderMap) -> Result<Caller, Refused> {
         if let Some(token) = bearer(headers) {
-            let principal = records::token_principal(&*self.store, token, now()).await?;
+            let principal = records::token_principal(&*self.store, token, now())
+                .await
+                .map_err(Refused::Store)?;
             return Ok(Caller {
                 principal,
                 csrf: None,
                 session_key: None,
             });
         }
+        if let (Some((iap, key)), Some(assertion)) = (&self.iap, headers.get(iap::ASSERTION_HEADER))
+        {
+            let email = match iap.verify(assertion.to_str().unwrap_or(""), now()) {
+                Ok(email) => email,
+                Err(why) => {
+                    tracing::info!(%why, "IAP assertion refused");
+                    return Ok(Caller::default());
+                }
+            };
+            let principal = iap
+                .principal(&email)
+                .ok_or_else(|| Refused::NoRole(email.clone()))?;
+            return Ok(Caller {
+                principal: Some(principal),
+                csrf: Some(credentials::digest(&format!("{key}:csrf:{email}"))),
+                session_key: Some(credentials::digest(&format!("iap:{email}"))),
+            });
+        }
         let Some(id) = cookie(headers, SESSION_COOKIE) else {
             return Ok(Caller::default());
         };
         Ok(
-            match records::session(&*self.store, id, self.limits, now()).await? {
+            match records::session(&*self.store, id, self.limits, now())
+                .await
+                .map_err(Refused::Store)?
+            {
                 Some(s) => Caller {
                     principal: Some(s.principal),
                     csrf: Some(s.csrf),
@@ -181,18 +224,27 @@ pub async fn guard(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> R
             "no access rule covers this route",
         );
     };
-    let caller = match auth.identify(req.headers()).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot check the caller's session or token");
-            return refuse(
+    let caller =
+        match auth.identify(req.headers()).await {
+            Ok(c) => c,
+            Err(Refused::NoRole(email)) => return refuse(
                 api,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "cannot check your sign-in: the store is unavailable; try again shortly",
-            );
-        }
-    };
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                &format!(
+                    "{email} has no role here: ask an admin to map it (--iap-role ROLE={email})"
+                ),
+            ),
+            Err(Refused::Store(e)) => {
+                tracing::warn!(error = %e, "cannot check the caller's session or token");
+                return refuse(
+                    api,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "cannot check your sign-in: the store is unavailable; try again shortly",
+                );
+            }
+        };
     if let Err(denied) = authorize(caller.principal.as_ref(), &rule.need) {
         return denied_response(api, req.method(), &path, req.uri().query(), denied);
     }

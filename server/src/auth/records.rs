@@ -275,3 +275,23 @@ pub async fn revoke_token(store: &dyn AccessStore, id: &str, now: i64) -> Result
     }
     Ok(false)
 }
+
+/// A random secret shared by every replica of this store, created by whichever asks first.
+pub async fn shared_secret(store: &dyn AccessStore, name: &str) -> Result<String, Error> {
+    if let Some(s) = store.get_record(AccessKind::Secret, name).await? {
+        return Ok(s);
+    }
+    match store
+        .put_record(AccessKind::Secret, name, &random_secret(), true)
+        .await
+    {
+        Ok(()) | Err(Error::RecordExists(_)) => store
+            .get_record(AccessKind::Secret, name)
+            .await?
+            .ok_or_else(|| Error::Unavailable {
+                store: "access",
+                detail: format!("the shared secret '{name}' vanished"),
+            }),
+        Err(e) => Err(e),
+    }
+}

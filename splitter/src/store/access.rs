@@ -11,10 +11,17 @@ pub enum AccessKind {
     Account,
     Session,
     Token,
+    /// Keys every replica must share (e.g. the one that derives CSRF tokens behind a proxy).
+    Secret,
 }
 
 impl AccessKind {
-    pub const ALL: [AccessKind; 3] = [AccessKind::Account, AccessKind::Session, AccessKind::Token];
+    pub const ALL: [AccessKind; 4] = [
+        AccessKind::Account,
+        AccessKind::Session,
+        AccessKind::Token,
+        AccessKind::Secret,
+    ];
 
     /// The Firestore collection (and the embedded table's first key part).
     pub fn collection(self) -> &'static str {
@@ -22,6 +29,7 @@ impl AccessKind {
             AccessKind::Account => "canary_accounts",
             AccessKind::Session => "canary_sessions",
             AccessKind::Token => "canary_tokens",
+            AccessKind::Secret => "canary_secrets",
         }
     }
 }
