@@ -5,6 +5,7 @@ use app::access::Caller;
 use app::actions::{ActionInput, NewPolicyInput, PolicyAction};
 use app::routes::overview::urlencode;
 use app::ssr::state::AppState;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::response::Redirect;
 use axum::Extension;
@@ -33,6 +34,14 @@ fn back(path: &str, key: &str, message: &str) -> Redirect {
     Redirect::to(&format!("{path}?{key}={}", urlencode(message)))
 }
 
+/// A form the browser should never send (a field twice, not form-encoded): say so, change nothing.
+fn unreadable(e: &FormRejection) -> String {
+    format!(
+        "The form could not be read ({}); nothing was changed. Reload the page and try again.",
+        e.body_text()
+    )
+}
+
 fn required<'a>(value: &'a str, what: &str) -> Result<&'a str, String> {
     let v = value.trim();
     if v.is_empty() {
@@ -47,9 +56,13 @@ pub async fn change(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path((name, action)): Path<(String, String)>,
-    Form(form): Form<ChangeForm>,
+    form: Result<Form<ChangeForm>, FormRejection>,
 ) -> Redirect {
     let page = format!("/policies/{}", urlencode(&name));
+    let form = match form {
+        Ok(Form(f)) => f,
+        Err(e) => return back(&page, "error", &unreadable(&e)),
+    };
     match run_change(&state, &caller, &name, &action, &form).await {
         Ok((message, true)) => back("/", "notice", &message),
         Ok((message, false)) => back(&page, "notice", &message),
@@ -155,8 +168,12 @@ pub struct CreateForm {
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Form(f): Form<CreateForm>,
+    form: Result<Form<CreateForm>, FormRejection>,
 ) -> Redirect {
+    let f = match form {
+        Ok(Form(f)) => f,
+        Err(e) => return back("/policies/new", "error", &unreadable(&e)),
+    };
     match run_create(&state, &caller, &f).await {
         Ok(name) => back(
             &format!("/policies/{name}"),

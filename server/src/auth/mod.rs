@@ -224,27 +224,28 @@ pub async fn guard(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> R
             "no access rule covers this route",
         );
     };
-    let caller =
-        match auth.identify(req.headers()).await {
-            Ok(c) => c,
-            Err(Refused::NoRole(email)) => return refuse(
+    let caller = match auth.identify(req.headers()).await {
+        Ok(c) => c,
+        Err(Refused::NoRole(email)) => {
+            return refuse(
                 api,
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 &format!(
                     "{email} has no role here: ask an admin to map it (--iap-role ROLE={email})"
                 ),
-            ),
-            Err(Refused::Store(e)) => {
-                tracing::warn!(error = %e, "cannot check the caller's session or token");
-                return refuse(
-                    api,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "cannot check your sign-in: the store is unavailable; try again shortly",
-                );
-            }
-        };
+            )
+        }
+        Err(Refused::Store(e)) => {
+            tracing::warn!(error = %e, "cannot check the caller's session or token");
+            return refuse(
+                api,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "cannot check your sign-in: the store is unavailable; try again shortly",
+            );
+        }
+    };
     if let Err(denied) = authorize(caller.principal.as_ref(), &rule.need) {
         return denied_response(api, req.method(), &path, req.uri().query(), denied);
     }
