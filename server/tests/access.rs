@@ -608,10 +608,32 @@ async fn firestore_pair(test: &str) -> (Router, Router, Arc<dyn Store>) {
     let connect = || FirestoreStore::connect(&project, Duration::from_secs(10));
     let a: Arc<dyn Store> = connect().await.unwrap();
     create(&*a, "payments-api").await;
-    let (app_a, _) = server::testing::router(a.clone(), Default::default(), false).await;
+    let b: Arc<dyn Store> = connect().await.unwrap();
+    // Reads trust a looked-up session or token for CACHE_SECS here (10 s by default).
+    let auth = |store: &Arc<dyn Store>| {
+        let mut auth = Auth::new(store.clone());
+        auth.cache_secs = CACHE_SECS;
+        auth
+    };
+    let (app_a, _) =
+        server::testing::router_with(a.clone(), Default::default(), false, auth(&a)).await;
     let (app_b, _) =
-        server::testing::router(connect().await.unwrap(), Default::default(), false).await;
+        server::testing::router_with(b.clone(), Default::default(), false, auth(&b)).await;
     (app_a, app_b, a)
+}
+
+const CACHE_SECS: i64 = 2;
+
+/// Polls until `check` holds, for at most the cache time and a margin.
+async fn within_cache_time(mut check: impl AsyncFnMut() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(CACHE_SECS as u64 + 10);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {CACHE_SECS} s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -654,12 +676,27 @@ async fn signing_out_on_one_replica_signs_out_on_all() {
     )
     .await;
     assert!(out.location.starts_with("/signin"), "{}", out.location);
-    let after = send(&b, page()).await;
-    assert_eq!(
-        after.denied.as_deref(),
-        Some("unauthenticated"),
-        "replica b: signed out too"
-    );
+    // A write from replica b with the ended session is refused at once …
+    let write = send(
+        &b,
+        Request::post("/policies/payments-api/actions/share")
+            .header(header::COOKIE, &cookie)
+            .header(header::HOST, "localhost")
+            .header(header::ORIGIN, "http://localhost")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!(
+                "revision=1&reason=r&confirm=yes&share=9&csrf={csrf}"
+            )))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(write.denied.as_deref(), Some("unauthenticated"), "{}", write.body);
+    // … and its reads end within the cache time.
+    within_cache_time(
+        async || send(&b, page()).await.denied.as_deref() == Some("unauthenticated"),
+        "replica b signs the session out",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -687,10 +724,20 @@ async fn a_revoked_token_stops_working_on_every_replica() {
     )
     .await;
     assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.body);
-    for app in [&a, &b] {
-        let r = call(app, &As::Bearer(token.clone()), "GET", decide, "").await;
-        assert_eq!(r.denied.as_deref(), Some("unauthenticated"), "{}", r.body);
-    }
+    let service = As::Bearer(token.clone());
+    let r = call(&a, &service, "GET", decide, "").await;
+    assert_eq!(r.denied.as_deref(), Some("unauthenticated"), "replica a, at once: {}", r.body);
+    let outcomes = "/api/v1/policies/payments-api/outcomes";
+    let r = call(&b, &service, "POST", outcomes, r#"{"outcomes":[]}"#).await;
+    assert_eq!(r.denied.as_deref(), Some("unauthenticated"), "a write on replica b, at once");
+    within_cache_time(
+        async || {
+            call(&b, &service, "GET", decide, "").await.denied.as_deref()
+                == Some("unauthenticated")
+        },
+        "replica b refuses the revoked token",
+    )
+    .await;
 }
 
 /// Expiry on both stores, with the clock passed in (no waiting).

@@ -44,6 +44,11 @@ pub struct Auth {
     /// Behind Google's IAP: its verifier, and the shared key that derives each proxy user's
     /// CSRF token (see [`records::shared_secret`]).
     pub iap: Option<(iap::Iap, String)>,
+    /// How long a looked-up token or session is trusted for reads (seconds; 0: never cached).
+    /// Another replica's sign-out or revocation reaches reads here within this time; writes
+    /// always check the store.
+    pub cache_secs: i64,
+    cache: Mutex<std::collections::HashMap<String, (i64, Caller)>>,
 }
 
 /// Why a caller who proved an identity is still refused.
@@ -63,6 +68,8 @@ impl Auth {
             metrics_token: None,
             secure_cookies: false,
             iap: None,
+            cache_secs: 10,
+            cache: Mutex::new(Default::default()),
         }
     }
 
@@ -87,16 +94,21 @@ impl Auth {
 
     /// Who is asking: a bearer token, else (behind IAP) the proxy's signed assertion, else a
     /// session cookie, else nobody.
-    async fn identify(&self, headers: &HeaderMap) -> Result<Caller, Refused> {
+    /// Looked-up tokens and sessions are kept for [`Auth::cache_secs`]; a write (`fresh`)
+    /// always asks the store, so a revoked token or ended session never writes anywhere.
+    async fn identify(&self, headers: &HeaderMap, fresh: bool) -> Result<Caller, Refused> {
         if let Some(token) = bearer(headers) {
-            let principal = records::token_principal(&*self.store, token, now())
+            return self
+                .cached(token, fresh, || async {
+                    let principal = records::token_principal(&*self.store, token, now()).await?;
+                    Ok(Caller {
+                        principal,
+                        csrf: None,
+                        session_key: None,
+                    })
+                })
                 .await
-                .map_err(Refused::Store)?;
-            return Ok(Caller {
-                principal,
-                csrf: None,
-                session_key: None,
-            });
+                .map_err(Refused::Store);
         }
         if let (Some((iap, key)), Some(assertion)) = (&self.iap, headers.get(iap::ASSERTION_HEADER))
         {
@@ -119,19 +131,55 @@ impl Auth {
         let Some(id) = cookie(headers, SESSION_COOKIE) else {
             return Ok(Caller::default());
         };
-        Ok(
-            match records::session(&*self.store, id, self.limits, now())
-                .await
-                .map_err(Refused::Store)?
-            {
-                Some(s) => Caller {
-                    principal: Some(s.principal),
-                    csrf: Some(s.csrf),
-                    session_key: Some(credentials::digest(id)),
+        self.cached(id, fresh, || async {
+            Ok(
+                match records::session(&*self.store, id, self.limits, now()).await? {
+                    Some(s) => Caller {
+                        principal: Some(s.principal),
+                        csrf: Some(s.csrf),
+                        session_key: Some(credentials::digest(id)),
+                    },
+                    None => Caller::default(),
                 },
-                None => Caller::default(),
-            },
-        )
+            )
+        })
+        .await
+        .map_err(Refused::Store)
+    }
+
+    /// The caller for a credential: from the cache while it is young (and not `fresh`), else
+    /// looked up and cached. Bounded: a full cache is emptied.
+    async fn cached<F, Fut>(&self, credential: &str, fresh: bool, look_up: F) -> Result<Caller, splitter::Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Caller, splitter::Error>>,
+    {
+        let key = credentials::digest(credential);
+        let t = now();
+        if !fresh && self.cache_secs > 0 {
+            if let Some((at, caller)) = self.cache.lock().unwrap().get(&key) {
+                if t - at < self.cache_secs {
+                    return Ok(caller.clone());
+                }
+            }
+        }
+        let caller = look_up().await?;
+        let mut cache = self.cache.lock().unwrap();
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        cache.insert(key, (t, caller.clone()));
+        Ok(caller)
+    }
+
+    /// Forgets a credential here at once (sign-out on this replica).
+    pub fn forget(&self, credential: &str) {
+        self.forget_key(&credentials::digest(credential));
+    }
+
+    /// Forgets a credential by its digest (a token revoked on this replica).
+    pub fn forget_key(&self, digest: &str) {
+        self.cache.lock().unwrap().remove(digest);
     }
 }
 
@@ -224,7 +272,7 @@ pub async fn guard(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> R
             "no access rule covers this route",
         );
     };
-    let caller = match auth.identify(req.headers()).await {
+    let caller = match auth.identify(req.headers(), rule.changes_state).await {
         Ok(c) => c,
         Err(Refused::NoRole(email)) => {
             return refuse(

@@ -183,6 +183,7 @@ pub async fn signin(
 
 pub async fn signout(State(auth): State<Arc<Auth>>, headers: HeaderMap) -> Response {
     if let Some(id) = super::cookie(&headers, SESSION_COOKIE) {
+        auth.forget(id);
         if let Err(e) = records::end_session(&*auth.store, id).await {
             tracing::warn!(error = %e, "sign-out: cannot delete the session");
             return (
@@ -377,7 +378,8 @@ pub async fn revoke_token_json(
     State(auth): State<Arc<Auth>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    if records::revoke_token(&*auth.store, &id, now()).await? {
+    if let Some(key) = records::revoke_token(&*auth.store, &id, now()).await? {
+        auth.forget_key(&key);
         tracing::info!(%id, "API token revoked");
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
@@ -497,8 +499,11 @@ pub async fn create_token_form(
 
 pub async fn revoke_token_form(State(auth): State<Arc<Auth>>, Path(id): Path<String>) -> Response {
     let message = match records::revoke_token(&*auth.store, &id, now()).await {
-        Ok(true) => format!("notice={}", urlencode(&format!("Token {id} revoked."))),
-        Ok(false) => format!("error={}", urlencode(&format!("No token has id {id}."))),
+        Ok(Some(key)) => {
+            auth.forget_key(&key);
+            format!("notice={}", urlencode(&format!("Token {id} revoked.")))
+        }
+        Ok(None) => format!("error={}", urlencode(&format!("No token has id {id}."))),
         Err(e) => format!("error={}", urlencode(&e.to_string())),
     };
     Redirect::to(&format!("/admin/tokens?{message}")).into_response()

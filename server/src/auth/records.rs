@@ -262,18 +262,23 @@ pub async fn tokens(store: &dyn AccessStore) -> Result<Vec<(String, TokenRecord)
     Ok(out)
 }
 
-/// Revokes the token with public id `id`; `false` if there is none.
-pub async fn revoke_token(store: &dyn AccessStore, id: &str, now: i64) -> Result<bool, Error> {
+/// Revokes the token with public id `id`; returns its storage key (the digest of the secret),
+/// or `None` if there is no such token.
+pub async fn revoke_token(
+    store: &dyn AccessStore,
+    id: &str,
+    now: i64,
+) -> Result<Option<String>, Error> {
     for (key, mut t) in tokens(store).await? {
         if t.id == id {
             if t.revoked_at.is_none() {
                 t.revoked_at = Some(now);
                 put(store, AccessKind::Token, &key, &t, false).await?;
             }
-            return Ok(true);
+            return Ok(Some(key));
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 /// A random secret shared by every replica of this store, created by whichever asks first.
