@@ -42,10 +42,12 @@ fn bench(c: &mut Criterion) {
     let (cookie, _) = rt.block_on(server::testing::session(&auth, "bench", Role::Viewer, &[]));
     // A read route under a rule that needs a signed-in principal.
     let plain: Router = Router::new().route("/api/v1/policies/{name}/events", get(ok));
-    let guarded = plain.clone().route_layer(axum::middleware::from_fn_with_state(
-        auth.clone(),
-        server::auth::guard,
-    ));
+    let guarded = plain
+        .clone()
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            server::auth::guard,
+        ));
     let request = |header: Option<(&str, String)>| {
         let mut r = Request::get("/api/v1/policies/payment-api/events");
         if let Some((k, v)) = header {
@@ -66,8 +68,11 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("guard, session cookie", |b| {
-        b.to_async(&rt)
-            .iter(|| guarded.clone().oneshot(request(Some(("cookie", cookie.clone())))))
+        b.to_async(&rt).iter(|| {
+            guarded
+                .clone()
+                .oneshot(request(Some(("cookie", cookie.clone()))))
+        })
     });
     g.finish();
 }

@@ -690,7 +690,12 @@ async fn signing_out_on_one_replica_signs_out_on_all() {
             .unwrap(),
     )
     .await;
-    assert_eq!(write.denied.as_deref(), Some("unauthenticated"), "{}", write.body);
+    assert_eq!(
+        write.denied.as_deref(),
+        Some("unauthenticated"),
+        "{}",
+        write.body
+    );
     // … and its reads end within the cache time.
     within_cache_time(
         async || send(&b, page()).await.denied.as_deref() == Some("unauthenticated"),
@@ -726,13 +731,25 @@ async fn a_revoked_token_stops_working_on_every_replica() {
     assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.body);
     let service = As::Bearer(token.clone());
     let r = call(&a, &service, "GET", decide, "").await;
-    assert_eq!(r.denied.as_deref(), Some("unauthenticated"), "replica a, at once: {}", r.body);
+    assert_eq!(
+        r.denied.as_deref(),
+        Some("unauthenticated"),
+        "replica a, at once: {}",
+        r.body
+    );
     let outcomes = "/api/v1/policies/payments-api/outcomes";
     let r = call(&b, &service, "POST", outcomes, r#"{"outcomes":[]}"#).await;
-    assert_eq!(r.denied.as_deref(), Some("unauthenticated"), "a write on replica b, at once");
+    assert_eq!(
+        r.denied.as_deref(),
+        Some("unauthenticated"),
+        "a write on replica b, at once"
+    );
     within_cache_time(
         async || {
-            call(&b, &service, "GET", decide, "").await.denied.as_deref()
+            call(&b, &service, "GET", decide, "")
+                .await
+                .denied
+                .as_deref()
                 == Some("unauthenticated")
         },
         "replica b refuses the revoked token",

@@ -149,7 +149,12 @@ impl Auth {
 
     /// The caller for a credential: from the cache while it is young (and not `fresh`), else
     /// looked up and cached. Bounded: a full cache is emptied.
-    async fn cached<F, Fut>(&self, credential: &str, fresh: bool, look_up: F) -> Result<Caller, splitter::Error>
+    async fn cached<F, Fut>(
+        &self,
+        credential: &str,
+        fresh: bool,
+        look_up: F,
+    ) -> Result<Caller, splitter::Error>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Caller, splitter::Error>>,
