@@ -90,8 +90,15 @@ export function cliAssignments(policy: string, salt: string, percent: string, te
  * server-sent events stream is connected), so this waits on events, not on time.
  */
 export async function gotoHydrated(page: Page, url: string) {
+  // Every Content-Security-Policy violation on the page is collected and must stay none.
+  await page.addInitScript(() => {
+    (window as any).__cspViolations = [];
+    document.addEventListener('securitypolicyviolation', (e) =>
+      (window as any).__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
   await page.goto(url);
   await waitHydrated(page);
+  expect(await page.evaluate(() => (window as any).__cspViolations)).toEqual([]);
 }
 
 /** Waits for the markers `gotoHydrated` waits for, after a navigation the test made itself. */

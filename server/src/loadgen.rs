@@ -172,6 +172,16 @@ impl fmt::Display for LoadReport {
     }
 }
 
+/// The version that served a response: the canary's label from `X-Apx-Canary-Version`, else
+/// `stable`.
+fn served_by(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("x-apx-canary-version")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("stable")
+        .to_string()
+}
+
 pub async fn run(args: &LoadArgs) -> Result<LoadReport, String> {
     let base = args.validate()?;
     let zipf = Arc::new(Zipf::new(args.tenants, args.zipf));
@@ -197,12 +207,7 @@ pub async fn run(args: &LoadArgs) -> Result<LoadReport, String> {
                 args.target
             ));
         }
-        let version = res
-            .headers()
-            .get("x-apx-canary-version")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("stable")
-            .to_string();
+        let version = served_by(&res);
         let failed = res.status().is_server_error();
         let body = res.text().await.unwrap_or_default();
         if body.contains("\"no_config\"") {
@@ -266,12 +271,7 @@ pub async fn run(args: &LoadArgs) -> Result<LoadReport, String> {
                 let mut r = report.lock().unwrap();
                 match result {
                     Ok(res) => {
-                        let version = res
-                            .headers()
-                            .get("x-apx-canary-version")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("stable")
-                            .to_string();
+                        let version = served_by(&res);
                         let e = r.by_version.entry((policy.clone(), version)).or_default();
                         e.0 += 1;
                         e.1 += u64::from(res.status().is_server_error());

@@ -19,6 +19,7 @@ pub fn Overview() -> impl IntoView {
             page: q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1),
         }
     };
+    let caller = crate::components::use_caller();
     let policies = Resource::new(
         move || (overview_query(), crate::live::store_version()),
         |(q, _)| list_policies(q),
@@ -29,6 +30,9 @@ pub fn Overview() -> impl IntoView {
         <Suspense fallback=|| view! { <p>"Loading policies…"</p> }>
             {move || Suspend::new(async move {
                 let oq = overview_query();
+                let admin = caller.await.ok().and_then(|c| c.principal).is_some_and(|p| {
+                    crate::access::authorize(Some(&p), &crate::access::Need::Admin).is_ok()
+                });
                 match policies.await {
                     Err(e) => view! { <p class="flash error" role="alert">{format!("Cannot read the policies: {e}")}</p> }.into_any(),
                     Ok((store, page)) => {
@@ -59,7 +63,7 @@ pub fn Overview() -> impl IntoView {
                                         .collect_view()}
                                 </select>
                                 <button type="submit">"Apply"</button>
-                                <a class="button secondary" href="/policies/new">"New policy"</a>
+                                {admin.then(|| view! { <a class="button secondary" href="/policies/new">"New policy"</a> })}
                             </form>
                             <p class="count" data-test="count">
                                 {format!("{} of {} policies", page.matching, total)}
