@@ -50,6 +50,17 @@ enum UserCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// List the accounts.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete an account and end its sessions on every replica.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -154,6 +165,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let password = read_password()?;
             server::auth::cli::add_user(&*store, &name, &role, &policies, &password).await?;
             eprintln!("account '{name}' created ({role})");
+            return Ok(());
+        }
+        Some(Command::User(UserCommand::List { store })) => {
+            print!(
+                "{}",
+                server::auth::cli::list_users(&*store.open().await?).await?
+            );
+            return Ok(());
+        }
+        Some(Command::User(UserCommand::Delete { name, store })) => {
+            let message = server::auth::cli::delete_user(&*store.open().await?, &name).await?;
+            eprintln!("{message}");
             return Ok(());
         }
         Some(Command::Token(TokenCommand::Add {

@@ -814,3 +814,48 @@ async fn sessions_expire_when_idle_and_at_their_absolute_limit() {
     let (_, _, store) = firestore_pair("expiry").await;
     sessions_expire(&*store).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_account_ends_its_sessions() {
+    let (app, _auth, store, _dir) = embedded_app(false).await;
+    add_account(&*store, "alice", "correct horse battery", Role::Operator).await;
+    add_account(&*store, "bob", "correct horse battery", Role::Viewer).await;
+    let alice = cookie_of(&sign_in(&app, "alice", "correct+horse+battery").await);
+    let bob = cookie_of(&sign_in(&app, "bob", "correct+horse+battery").await);
+    let listed = server::auth::cli::list_users(&*store).await.unwrap();
+    assert!(
+        listed.starts_with("alice\toperator\tall policies") && listed.contains("bob\tviewer"),
+        "{listed}"
+    );
+    let said = server::auth::cli::delete_user(&*store, "alice")
+        .await
+        .unwrap();
+    assert_eq!(said, "account 'alice' deleted; 1 session(s) ended");
+    assert!(server::auth::cli::delete_user(&*store, "alice")
+        .await
+        .is_err());
+    let write = |cookie: &str| {
+        Request::post("/signout")
+            .header(header::COOKIE, cookie)
+            .header(header::HOST, "localhost")
+            .header(header::ORIGIN, "http://localhost")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("csrf=x"))
+            .unwrap()
+    };
+    // Writes check the store at once: alice's session is gone, bob's is not.
+    assert_eq!(
+        send(&app, write(&alice)).await.denied.as_deref(),
+        Some("unauthenticated")
+    );
+    assert_eq!(
+        send(&app, write(&bob)).await.denied.as_deref(),
+        Some("csrf")
+    );
+    let again = sign_in(&app, "alice", "correct+horse+battery").await;
+    assert!(
+        again.location.contains("Wrong%20account"),
+        "{}",
+        again.location
+    );
+}

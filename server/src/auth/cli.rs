@@ -54,3 +54,31 @@ pub async fn add_token(
         .map_err(|e| e.to_string())?;
     Ok(secret)
 }
+
+/// `apx-canary user list`: one line per account.
+pub async fn list_users(store: &dyn AccessStore) -> Result<String, String> {
+    let mut out = String::new();
+    for a in records::accounts(store).await.map_err(|e| e.to_string())? {
+        let policies = if a.policies.is_empty() {
+            "all policies".to_string()
+        } else {
+            a.policies.join(", ")
+        };
+        out += &format!(
+            "{}\t{}\t{}\tcreated by {}\n",
+            a.name, a.role, policies, a.created_by
+        );
+    }
+    Ok(out)
+}
+
+/// `apx-canary user delete NAME`: the account goes, and so do its sessions.
+pub async fn delete_user(store: &dyn AccessStore, name: &str) -> Result<String, String> {
+    match records::delete_account(store, name)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Some(n) => Ok(format!("account '{name}' deleted; {n} session(s) ended")),
+        None => Err(format!("there is no account '{name}'")),
+    }
+}

@@ -300,3 +300,39 @@ pub async fn shared_secret(store: &dyn AccessStore, name: &str) -> Result<String
         Err(e) => Err(e),
     }
 }
+
+/// Every account, by name.
+pub async fn accounts(store: &dyn AccessStore) -> Result<Vec<Account>, Error> {
+    store
+        .list_records(AccessKind::Account)
+        .await?
+        .into_iter()
+        .map(|(key, json)| {
+            serde_json::from_str(&json).map_err(|e| Error::Corrupt {
+                store: "access",
+                key,
+                detail: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Deletes an account and ends every session it has (on every replica: the sessions are in
+/// the store). Returns how many sessions ended, or `None` if there is no such account.
+pub async fn delete_account(store: &dyn AccessStore, name: &str) -> Result<Option<usize>, Error> {
+    if account(store, name).await?.is_none() {
+        return Ok(None);
+    }
+    store.delete_record(AccessKind::Account, name).await?;
+    let mut ended = 0;
+    for (key, json) in store.list_records(AccessKind::Session).await? {
+        let Ok(s) = serde_json::from_str::<SessionRecord>(&json) else {
+            continue;
+        };
+        if s.principal.via == SignIn::Password && s.principal.name == name {
+            store.delete_record(AccessKind::Session, &key).await?;
+            ended += 1;
+        }
+    }
+    Ok(Some(ended))
+}
