@@ -43,8 +43,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     live::provide();
-    let caller: components::CallerResource = Resource::new(|| (), |_| server_fns::whoami());
-    provide_context(caller);
+    components::provide_caller();
     let store = Resource::new(|| (), |_| server_fns::store_label());
     view! {
         <Stylesheet id="leptos" href="/pkg/apx-canary.css"/>

@@ -52,12 +52,6 @@ pub async fn uploaded_tenants(id: String) -> Result<Option<String>, ServerFnErro
     Ok(state.uploads.get(&owner, &id, now).map(|t| t.to_string()))
 }
 
-/// Who is signed in, and the CSRF token the page's forms carry (`None`: nobody).
-#[server]
-pub async fn whoami() -> Result<crate::access::Caller, ServerFnError> {
-    Ok(crate::ssr::caller())
-}
-
 /// Which store the dashboard runs on, for the header.
 #[server]
 pub async fn store_label() -> Result<String, ServerFnError> {

@@ -27,10 +27,13 @@ test('the simulator updates instantly as the share changes @hydration', async ({
     const expected = cliAssignments(name, config.salt, share, tenants);
     const onCanary = [...expected.values()].filter((a) => a === 'canary').length;
     await expect(page.locator('[data-test="canary-proposed"]')).toHaveText(String(onCanary));
-    const shown = await page.locator('table.simulation tbody tr').evaluateAll((rows) =>
-      rows.map((r) => [r.getAttribute('data-tenant'), r.getAttribute('data-proposed')]));
-    expect(shown.length).toBe(200);
-    for (const [t, a] of shown) expect(a, t ?? '').toBe(expected.get(t ?? ''));
+    // Read the rows as one snapshot, retried until the table has settled.
+    await expect(async () => {
+      const shown = await page.locator('table.simulation tbody tr').evaluateAll((rows) =>
+        rows.map((r) => [r.getAttribute('data-tenant'), r.getAttribute('data-proposed')]));
+      expect(shown.length).toBe(200);
+      for (const [t, a] of shown) expect(a, t ?? '').toBe(expected.get(t ?? ''));
+    }).toPass({ timeout: 10_000 });
   }
   // Nothing was submitted: the URL did not change.
   expect(page.url()).not.toContain('share=');
@@ -89,4 +92,30 @@ test('a change to another policy does not disturb a half-filled form @hydration'
   await expect.poll(() => liveRefreshes(page)).toBeGreaterThan(before);
   await expect(form.getByLabel(/^New share/)).toHaveValue('7.5');
   await expect(page.locator('dd[data-test="revision"]')).toHaveText('1');
+});
+
+test('an open simulator keeps working while the store changes underneath it @hydration', async ({ page, request }) => {
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  const name = uniqueName('churn-sim');
+  const config = await createPolicy(request, name, '10');
+  const other = await createPolicy(request, uniqueName('churn'), '10');
+  await gotoHydrated(page, `/policies/${name}/simulate`);
+  const tenants = Array.from({ length: 50 }, (_, i) => `acct-${i}`);
+  const storeVersion = async () => Number(await page.locator('html').getAttribute('data-store-version') ?? 0);
+  // Six changes elsewhere, each re-rendering the simulator while a tenant list is being applied.
+  for (let i = 0; i < 6; i++) {
+    const before = await storeVersion();
+    await page.getByLabel(/^Tenant ids/).fill(tenants.slice(0, 10 + i).join('\n'));
+    const res = await request.put(`/api/v1/policies/${other.policy_name}/share`, {
+      data: { share: String(11 + i) }, headers: { ...auth(), 'if-match': `"${other.revision + i}"` },
+    });
+    expect(res.status()).toBe(200);
+    await expect.poll(storeVersion).toBeGreaterThan(before);
+  }
+  await page.getByLabel(/^Tenant ids/).fill(tenants.join('\n'));
+  const expected = cliAssignments(name, config.salt, '10', tenants);
+  const onCanary = [...expected.values()].filter((a) => a === 'canary').length;
+  await expect(page.locator('[data-test="canary-now"]')).toHaveText(String(onCanary));
+  expect(errors).toEqual([]);
 });

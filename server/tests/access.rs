@@ -137,7 +137,6 @@ const MATRIX: &[(&str, &str, &str, &str)] = &[
     ("GET", "/policies/payments-api", "", "UAAAF"),
     ("GET", "/policies/payments-api/simulate", "", "UAAAF"),
     ("POST", "SERVER_FN", "name=payments-api", "UAAAF"),
-    ("POST", "WHOAMI", "", "AAAAA"),
     ("GET", "/admin/tokens", "", "UFFAF"),
     ("POST", "/admin/tokens", "name=t1&role=viewer", "UFFAF"),
     ("POST", "/admin/tokens/0000/revoke", "", "UFFAF"),
@@ -267,7 +266,6 @@ async fn role_by_route_matrix() {
         let covered = MATRIX.iter().any(|(m, uri, _, _)| {
             let uri = match *uri {
                 "SERVER_FN" => rules::SERVER_FN,
-                "WHOAMI" => rules::WHOAMI,
                 u => u,
             };
             (*m == *method || *method == "ANY") && route_matches(route, uri)
@@ -289,7 +287,6 @@ async fn role_by_route_matrix() {
     for (method, uri, body, expected) in MATRIX {
         let uri = match *uri {
             "SERVER_FN" => server_fn_uri("/api/get_policy"),
-            "WHOAMI" => server_fn_uri("/api/whoami"),
             u => u.to_string(),
         };
         for (who, want) in callers.iter().zip(expected.chars()) {

@@ -68,12 +68,26 @@ pub fn ChangeFields(
     }
 }
 
-/// The caller of this page (who is signed in, and the CSRF token for its forms), read once per
-/// page load and provided by [`crate::App`].
-pub type CallerResource = Resource<Result<crate::access::Caller, ServerFnError>>;
+/// The caller of this page: who is signed in, and the CSRF token its forms carry. Read on the
+/// server while rendering and handed to the browser with the page (a shared value, not a
+/// resource: nothing to wait for, and hydration never re-renders a form over it).
+pub fn provide_caller() {
+    let caller = leptos::server::SharedValue::new(|| {
+        #[cfg(feature = "ssr")]
+        {
+            crate::ssr::caller()
+        }
+        #[cfg(not(feature = "ssr"))]
+        {
+            crate::access::Caller::default()
+        }
+    })
+    .into_inner();
+    provide_context(caller);
+}
 
-pub fn use_caller() -> CallerResource {
-    expect_context::<CallerResource>()
+pub fn use_caller() -> crate::access::Caller {
+    use_context::<crate::access::Caller>().unwrap_or_default()
 }
 
 /// Why a control is absent, in place of the control.
@@ -85,23 +99,16 @@ pub fn ReadOnly(#[prop(into)] reason: String) -> impl IntoView {
 /// Who is signed in, with sign-out (and the tokens page for admins); or a sign-in link.
 #[component]
 pub fn WhoAmI() -> impl IntoView {
-    let caller = use_caller();
-    view! {
-        <Suspense fallback=|| ()>
-            {move || Suspend::new(async move {
-                let c = caller.await.unwrap_or_default();
-                match c.principal {
-                    Some(p) => view! {
-                        <span class="who" data-test="who">{format!("{} · {}", p.name, p.role)}</span>
-                        {(p.role == crate::access::Role::Admin).then(|| view! { <a href="/admin/tokens">"API tokens"</a> })}
-                        <form method="post" action="/signout" class="inline signout">
-                            <input type="hidden" name="csrf" value=c.csrf.unwrap_or_default()/>
-                            <button type="submit" class="secondary">"Sign out"</button>
-                        </form>
-                    }.into_any(),
-                    None => view! { <a href="/signin">"Sign in"</a> }.into_any(),
-                }
-            })}
-        </Suspense>
+    let c = use_caller();
+    match c.principal {
+        Some(p) => view! {
+            <span class="who" data-test="who">{format!("{} · {}", p.name, p.role)}</span>
+            {(p.role == crate::access::Role::Admin).then(|| view! { <a href="/admin/tokens">"API tokens"</a> })}
+            <form method="post" action="/signout" class="inline signout">
+                <input type="hidden" name="csrf" value=c.csrf.unwrap_or_default()/>
+                <button type="submit" class="secondary">"Sign out"</button>
+            </form>
+        }.into_any(),
+        None => view! { <a href="/signin">"Sign in"</a> }.into_any(),
     }
 }

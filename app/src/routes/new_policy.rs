@@ -11,15 +11,10 @@ pub fn NewPolicy() -> impl IntoView {
         <nav class="crumbs"><a href="/">"Policies"</a> " / new"</nav>
         <h1>"New policy"</h1>
         <Flash/>
-        <Suspense fallback=|| ()>
-            {move || Suspend::new(async move {
-                let c = caller.await.unwrap_or_default();
-                match read_only_reason(c.principal.as_ref(), &Need::Admin) {
-                    Some(reason) => view! { <ReadOnly reason/> }.into_any(),
-                    None => create_form(c.csrf.unwrap_or_default()).into_any(),
-                }
-            })}
-        </Suspense>
+        {match read_only_reason(caller.principal.as_ref(), &Need::Admin) {
+            Some(reason) => view! { <ReadOnly reason/> }.into_any(),
+            None => create_form(caller.csrf.clone().unwrap_or_default()).into_any(),
+        }}
     }
 }
 

@@ -19,7 +19,11 @@ pub fn Overview() -> impl IntoView {
             page: q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1),
         }
     };
-    let caller = crate::components::use_caller();
+    let admin = crate::access::authorize(
+        crate::components::use_caller().principal.as_ref(),
+        &crate::access::Need::Admin,
+    )
+    .is_ok();
     let policies = Resource::new(
         move || (overview_query(), crate::live::store_version()),
         |(q, _)| list_policies(q),
@@ -27,12 +31,10 @@ pub fn Overview() -> impl IntoView {
     view! {
         <h1>"Policies"</h1>
         <Flash/>
-        <Suspense fallback=|| view! { <p>"Loading policies…"</p> }>
+        // A Transition: a store change elsewhere re-reads the page without blanking it.
+        <Transition fallback=|| view! { <p>"Loading policies…"</p> }>
             {move || Suspend::new(async move {
                 let oq = overview_query();
-                let admin = caller.await.ok().and_then(|c| c.principal).is_some_and(|p| {
-                    crate::access::authorize(Some(&p), &crate::access::Need::Admin).is_ok()
-                });
                 match policies.await {
                     Err(e) => view! { <p class="flash error" role="alert">{format!("Cannot read the policies: {e}")}</p> }.into_any(),
                     Ok((store, page)) => {
@@ -107,7 +109,7 @@ pub fn Overview() -> impl IntoView {
                     }
                 }
             })}
-        </Suspense>
+        </Transition>
     }
 }
 

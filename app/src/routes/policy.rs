@@ -26,9 +26,14 @@ pub fn Policy() -> impl IntoView {
     let fresh: RwSignal<Option<LiveRefresh>> = RwSignal::new(None);
     let refreshes = RwSignal::new(0u64);
     let stale = RwSignal::new(0u64);
+    // A refresh of the policy shown before must not outlive it. Only a real change is written:
+    // setting the signal re-renders the page, and on hydration that would replace the forms
+    // under an operator who is already typing.
     Effect::new(move |_| {
         name();
-        fresh.set(None);
+        if fresh.with_untracked(Option::is_some) {
+            fresh.set(None);
+        }
     });
     Effect::new(move |_| {
         if crate::live::store_version() == 0 {
@@ -64,9 +69,9 @@ pub fn Policy() -> impl IntoView {
                 {move || {
                     let current = name();
                     let latest = fresh.get().filter(|f| f.name == current).map(|f| f.page);
+                    let who = caller.clone();
                     Suspend::new(async move {
                         let loaded = page.await;
-                        let who = caller.await.unwrap_or_default();
                         match latest.map(Ok).unwrap_or(loaded) {
                             Err(e) => view! { <p class="flash error" role="alert">{format!("Cannot read the policy: {e}")}</p> }.into_any(),
                             Ok(None) => missing_view(&current).into_any(),

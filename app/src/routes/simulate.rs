@@ -52,7 +52,12 @@ pub fn Simulate() -> impl IntoView {
         |(n, _)| get_policy(n),
     );
     // Owned here, outside the part that re-renders when the store changes, so typing survives.
-    let inputs = (RwSignal::new(String::new()), RwSignal::new(String::new()));
+    // The share and tenant inputs, and the tenant list as last applied (debounced).
+    let inputs = (
+        RwSignal::new(String::new()),
+        RwSignal::new(String::new()),
+        RwSignal::new(String::new()),
+    );
     let caller = crate::components::use_caller();
     let upload = Resource::new(
         move || query.with(|q| q.get("upload").unwrap_or_default()),
@@ -65,25 +70,27 @@ pub fn Simulate() -> impl IntoView {
         },
     );
     view! {
-        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+        // A Transition: while the policy is re-read after a store change, the simulator (and what
+        // the operator typed) stays on screen instead of flashing "Loading…".
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || {
                 let (share_text, tenants_text) = query.with_untracked(|q| {
                     (q.get("share").unwrap_or_default(), q.get("tenants").unwrap_or_default())
                 });
+                let csrf = caller.csrf.clone().unwrap_or_default();
                 Suspend::new(async move {
                 let tenants_text = match upload.await {
                     Ok(Some(text)) => text,
                     Ok(None) => tenants_text,
                     Err(e) => return view! { <p class="flash error" role="alert">{format!("Cannot read the uploaded file: {e}")}</p> }.into_any(),
                 };
-                let csrf = caller.await.ok().and_then(|c| c.csrf).unwrap_or_default();
                 match page.await {
                     Err(e) => view! { <p class="flash error" role="alert">{format!("Cannot read the policy: {e}")}</p> }.into_any(),
                     Ok(None) => view! { <h1>"No such policy"</h1><p><a href="/">"All policies"</a></p> }.into_any(),
                     Ok(Some(p)) => simulator_view(p.config, share_text, tenants_text, inputs, csrf).into_any(),
                 }
             })}}
-        </Suspense>
+        </Transition>
     }
 }
 
@@ -91,7 +98,7 @@ fn simulator_view(
     config: splitter::PolicyConfig,
     share_text: String,
     tenants_text: String,
-    (share_input, tenants_input): (RwSignal<String>, RwSignal<String>),
+    (share_input, tenants_input, applied): (RwSignal<String>, RwSignal<String>, RwSignal<String>),
     csrf: String,
 ) -> impl IntoView {
     let name = config.policy_name.to_string();
@@ -114,7 +121,11 @@ fn simulator_view(
     let salt = config.salt.clone();
     // The tenant list is applied 120 ms after the last keystroke: typing or a browser that sends
     // one input event per pasted line does not recompute (and hash every tenant) each time.
-    let applied = RwSignal::new(tenants_text.clone());
+    // Owned by the page, not by this view: a re-render while the list is being applied (the
+    // store changed) must not leave the results reading a disposed signal.
+    if applied.get_untracked().is_empty() {
+        applied.set(tenants_text.clone());
+    }
     let mut apply = leptos::leptos_dom::helpers::debounce(
         std::time::Duration::from_millis(120),
         move |_: ()| applied.set(tenants_input.get_untracked()),

@@ -48,7 +48,6 @@ pub const RULES: &[(&str, &str, Access, bool)] = &[
     ("GET", "/policies/{name}", Access::Read, false),
     ("GET", "/policies/{name}/simulate", Access::Read, false),
     ("POST", SERVER_FN, Access::Read, false),
-    ("POST", WHOAMI, Access::Open, false),
     ("GET", "/admin/tokens", Access::Admin, false),
     ("POST", "/admin/tokens", Access::Admin, true),
     ("POST", "/admin/tokens/{id}/revoke", Access::Admin, true),
@@ -134,8 +133,6 @@ pub const RULES: &[(&str, &str, Access, bool)] = &[
 
 /// Stands for every server function's route.
 pub const SERVER_FN: &str = "/api/{server_fn}";
-/// The server function that says who is signed in (anybody may ask).
-pub const WHOAMI: &str = "/api/whoami";
 
 /// The `i`-th path segment of `path` (0 is the first after `/`).
 fn segment(path: &str, i: usize) -> &str {
@@ -148,11 +145,7 @@ fn segment(path: &str, i: usize) -> &str {
 /// The table's name for a matched route.
 fn table_route(route: &str) -> &str {
     if route.starts_with("/api/") && !route.starts_with("/api/v1/") {
-        if route.starts_with(WHOAMI) {
-            WHOAMI
-        } else {
-            SERVER_FN
-        }
+        SERVER_FN
     } else {
         route
     }
@@ -236,10 +229,6 @@ mod tests {
         assert_eq!(
             r(Method::POST, "/api/get_policy123", "/api/get_policy123"),
             Some(Need::Read)
-        );
-        assert_eq!(
-            r(Method::POST, "/api/whoami99", "/api/whoami99"),
-            Some(Need::Nobody)
         );
         assert_eq!(
             r(
