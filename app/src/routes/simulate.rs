@@ -123,7 +123,9 @@ fn simulator_view(
     // one input event per pasted line does not recompute (and hash every tenant) each time.
     // Owned by the page, not by this view: a re-render while the list is being applied (the
     // store changed) must not leave the results reading a disposed signal.
-    if applied.get_untracked().is_empty() {
+    // A re-render may come between a keystroke and its debounced apply (the pending apply
+    // belongs to the view being replaced): catch up with what the operator typed.
+    if applied.get_untracked() != tenants_text {
         applied.set(tenants_text.clone());
     }
     let mut apply = leptos::leptos_dom::helpers::debounce(
