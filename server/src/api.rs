@@ -251,7 +251,8 @@ fn with_etag(config: &PolicyConfig, status: StatusCode) -> Response {
     r
 }
 
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+/// A JSON body, or a 422 saying why it is not one.
+pub(crate) fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     b.map(|Json(t)| t)
         .map_err(|e| ApiError::BadBody(e.body_text()))
 }

@@ -18,8 +18,6 @@ use splitter::{Actor, Operation, PolicyName, Request};
 #[serde(default)]
 pub struct ChangeForm {
     pub revision: String,
-    /// Checked by the guard (`auth::guard`) before this handler runs.
-    pub csrf: String,
     pub reason: String,
     pub confirm: String,
     pub version: String,
@@ -160,7 +158,6 @@ pub struct CreateForm {
     pub canary_version: String,
     pub share: String,
     pub salt: String,
-    pub csrf: String,
     pub reason: String,
 }
 

@@ -25,6 +25,9 @@ use std::sync::{Arc, Mutex};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "apx_session";
+/// What a browser write without the session's CSRF token is told.
+const CSRF_MISSING: &str =
+    "the form's CSRF token is missing or stale: reload the page and try again; nothing was changed";
 /// Largest form body the guard reads to find the CSRF token.
 const MAX_FORM: usize = 1024 * 1024;
 
@@ -367,9 +370,7 @@ async fn check_browser_write(req: Request, expected: Option<&str>) -> Result<Req
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let missing = || {
-        "the form's CSRF token is missing or stale: reload the page and try again; nothing was changed".to_string()
-    };
+    let missing = || CSRF_MISSING.to_string();
     if content_type.starts_with("multipart/form-data") {
         return Ok(req);
     }
@@ -408,7 +409,7 @@ fn form_urlencoded_field(body: &[u8], name: &str) -> Option<String> {
 pub fn check_csrf(caller: &Caller, token: &str) -> Result<(), String> {
     match caller.csrf.as_deref() {
         Some(expected) if credentials::same_secret(token, expected) => Ok(()),
-        Some(_) => Err("the form's CSRF token is missing or stale: reload the page and try again; nothing was changed".into()),
+        Some(_) => Err(CSRF_MISSING.into()),
         None => Ok(()),
     }
 }

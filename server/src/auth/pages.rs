@@ -345,7 +345,7 @@ pub async fn create_token_json(
     Extension(caller): Extension<Caller>,
     body: Result<Json<TokenBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(b) = body.map_err(|e| ApiError::BadBody(e.body_text()))?;
+    let b = crate::api::body(body)?;
     let role = parse_role(&b.role)?;
     let policies = records::parse_patterns(&b.policies.join(","))?;
     let (record, secret) = records::create_token(
