@@ -97,6 +97,7 @@ test('a change to another policy does not disturb a half-filled form @hydration'
 test('an open simulator keeps working while the store changes underneath it @hydration', async ({ page, request }) => {
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   const name = uniqueName('churn-sim');
   const config = await createPolicy(request, name, '10');
   const other = await createPolicy(request, uniqueName('churn'), '10');

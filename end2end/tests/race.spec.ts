@@ -7,6 +7,7 @@ test('a late live refresh of one policy never replaces the page of another @hydr
   const b = await createPolicy(request, uniqueName('race-b'), '20');
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   await gotoHydrated(page, `/policies/${a.policy_name}`);
 
   // Hold the page's live re-read of policy a (its server function call) until the test lets it

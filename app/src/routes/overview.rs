@@ -24,7 +24,9 @@ pub fn Overview() -> impl IntoView {
         &crate::access::Need::Admin,
     )
     .is_ok();
-    let policies = Resource::new(
+    // An ArcResource: the Suspend below owns a handle, so a re-render that outlives this view
+    // (a store change while the page is being replaced) finds it alive instead of panicking.
+    let policies = ArcResource::new(
         move || (overview_query(), crate::live::store_version()),
         |(q, _)| list_policies(q),
     );
@@ -33,8 +35,10 @@ pub fn Overview() -> impl IntoView {
         <Flash/>
         // A Transition: a store change elsewhere re-reads the page without blanking it.
         <Transition fallback=|| view! { <p>"Loading policies…"</p> }>
-            {move || Suspend::new(async move {
+            {move || {
                 let oq = overview_query();
+                let policies = policies.clone();
+                Suspend::new(async move {
                 match policies.await {
                     Err(e) => view! { <p class="flash error" role="alert">{format!("Cannot read the policies: {e}")}</p> }.into_any(),
                     Ok((store, page)) => {
@@ -108,7 +112,7 @@ pub fn Overview() -> impl IntoView {
                         }.into_any()
                     }
                 }
-            })}
+            })}}
         </Transition>
     }
 }

@@ -16,7 +16,9 @@ pub const SHARE_STEPS: [&str; 6] = ["1", "5", "10", "25", "50", "100"];
 pub fn Policy() -> impl IntoView {
     let params = use_params_map();
     let name = move || params.read().get("name").unwrap_or_default();
-    let page = Resource::new(name, get_policy);
+    // An ArcResource: the Suspend below holds its own handle (awaiting a disposed arena
+    // resource panics when a re-render outlives the view).
+    let page = ArcResource::new(name, get_policy);
     let caller = use_caller();
     // Once hydrated, every store change re-reads this policy; the page (and the operator's
     // half-filled forms) is rebuilt only when this policy's revision changed. `fresh` holds the
@@ -35,11 +37,13 @@ pub fn Policy() -> impl IntoView {
             fresh.set(None);
         }
     });
+    let refreshed_page = page.clone();
     Effect::new(move |_| {
         if crate::live::store_version() == 0 {
             return;
         }
         let asked = params.read_untracked().get("name").unwrap_or_default();
+        let page_for_refresh = refreshed_page.clone();
         leptos::task::spawn_local(async move {
             let answer = get_policy(asked.clone()).await;
             // The page may have moved on (or gone) while the answer travelled.
@@ -51,7 +55,7 @@ pub fn Policy() -> impl IntoView {
                 stale.try_update(|n| *n += 1);
             }
             if let Ok(latest) = answer {
-                let shown = shown_revision(fresh, page, &current);
+                let shown = shown_revision(fresh, &page_for_refresh, &current);
                 let refresh = LiveRefresh {
                     name: asked,
                     page: latest,
@@ -70,6 +74,7 @@ pub fn Policy() -> impl IntoView {
                     let current = name();
                     let latest = fresh.get().filter(|f| f.name == current).map(|f| f.page);
                     let who = caller.clone();
+                    let page = page.clone();
                     Suspend::new(async move {
                         let loaded = page.await;
                         match latest.map(Ok).unwrap_or(loaded) {
@@ -87,7 +92,7 @@ pub fn Policy() -> impl IntoView {
 /// The revision the page shows now for `current` (`None`: none shown, or no such policy).
 fn shown_revision(
     fresh: RwSignal<Option<LiveRefresh>>,
-    page: Resource<Result<Option<PolicyPage>, ServerFnError>>,
+    page: &ArcResource<Result<Option<PolicyPage>, ServerFnError>>,
     current: &str,
 ) -> Option<u64> {
     let from_refresh = fresh

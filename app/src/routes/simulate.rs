@@ -47,7 +47,8 @@ pub fn Simulate() -> impl IntoView {
     let params = use_params_map();
     let query = use_query_map();
     let name = move || params.read().get("name").unwrap_or_default();
-    let page = Resource::new(
+    // ArcResources: a Suspend still pending when the page is replaced keeps its own handle.
+    let page = ArcResource::new(
         move || (name(), crate::live::store_version()),
         |(n, _)| get_policy(n),
     );
@@ -59,7 +60,7 @@ pub fn Simulate() -> impl IntoView {
         RwSignal::new(String::new()),
     );
     let caller = crate::components::use_caller();
-    let upload = Resource::new(
+    let upload = ArcResource::new(
         move || query.with(|q| q.get("upload").unwrap_or_default()),
         |id| async move {
             if id.is_empty() {
@@ -78,6 +79,7 @@ pub fn Simulate() -> impl IntoView {
                     (q.get("share").unwrap_or_default(), q.get("tenants").unwrap_or_default())
                 });
                 let csrf = caller.csrf.clone().unwrap_or_default();
+                let (page, upload) = (page.clone(), upload.clone());
                 Suspend::new(async move {
                 let tenants_text = match upload.await {
                     Ok(Some(text)) => text,

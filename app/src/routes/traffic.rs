@@ -20,7 +20,9 @@ pub fn Traffic(name: String) -> impl IntoView {
             on_cleanup(move || handle.clear());
         }
     }
-    let data = Resource::new(
+    // An ArcResource: a refetch still in flight when the policy page re-renders (and drops this
+    // section) must not await a disposed resource.
+    let data = ArcResource::new(
         move || {
             (
                 name.clone(),
@@ -35,13 +37,15 @@ pub fn Traffic(name: String) -> impl IntoView {
         <section class="traffic" data-test="traffic" aria-labelledby="traffic-title">
             <h2 id="traffic-title">"Traffic by version"</h2>
             <Transition fallback=|| view! { <p>"Loading traffic…"</p> }>
-                {move || Suspend::new(async move {
+                {move || {
+                    let data = data.clone();
+                    Suspend::new(async move {
                     match data.await {
                         Err(e) => view! { <p class="flash error" role="alert">{format!("Cannot read traffic: {e}")}</p> }.into_any(),
                         Ok(None) => ().into_any(),
                         Ok(Some(t)) => traffic_view(t).into_any(),
                     }
-                })}
+                })}}
             </Transition>
         </section>
     }
