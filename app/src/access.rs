@@ -248,4 +248,18 @@ pub struct Caller {
     /// The session's storage key (owner of its simulator uploads); never sent to a page.
     #[serde(skip)]
     pub session_key: Option<String>,
+    /// Why the store cannot take changes now (it is unreachable), for the banner.
+    #[serde(default)]
+    pub outage: Option<String>,
+}
+
+impl Caller {
+    /// Why this caller cannot do what `need` asks now (`None`: they can): the store's outage
+    /// first, then their role.
+    pub fn cannot(&self, need: &Need) -> Option<String> {
+        self.outage
+            .as_ref()
+            .map(|_| "disabled: the store is unreachable (see the banner above)".to_string())
+            .or_else(|| read_only_reason(self.principal.as_ref(), need))
+    }
 }

@@ -58,6 +58,7 @@ pub fn App() -> impl IntoView {
             <span class="legend"><span class="swatch stable"></span>"stable" <span class="swatch canary"></span>"canary"</span>
             <components::WhoAmI/>
         </header>
+        <components::OutageBanner/>
         <Router>
             <main>
                 // Async: the whole page is rendered before it is sent, so it works without JavaScript.

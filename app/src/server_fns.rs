@@ -5,40 +5,30 @@ use crate::model::{OverviewPage, OverviewQuery, PolicyPage};
 use leptos::prelude::*;
 
 /// One overview page (filtered, sorted, paged on the server, so only its rows travel), and a
-/// label naming the store.
+/// label naming the store. Read from memory: the snapshot and the traffic cache.
 #[server]
 pub async fn list_policies(query: OverviewQuery) -> Result<(String, OverviewPage), ServerFnError> {
     let state = expect_context::<crate::ssr::state::AppState>();
-    let err = |e: splitter::Error| ServerFnError::new(e.to_string());
-    let list = state.store.list().await.map_err(err)?;
-    let mut page = query.apply(list);
+    let mut page = query.apply(state.configs());
     let to = splitter::traffic::minute_of(jiff::Timestamp::now());
     let from = to - crate::model::OBSERVED_MINUTES + 1;
-    let docs = state.store.traffic(None, from, to).await.map_err(err)?;
-    page.traffic = crate::model::ObservedShare::from_minutes(&page.rows, docs);
+    let totals = state.traffic.totals(from, to);
+    page.traffic = crate::model::ObservedShare::from_totals(&page.rows, &totals);
     Ok((state.store_label.clone(), page))
 }
 
-/// One policy and its latest 50 audit events; `None` if it does not exist.
+/// One policy (from the snapshot) and its latest 50 audit events; `None` if it does not exist.
 #[server]
 pub async fn get_policy(name: String) -> Result<Option<PolicyPage>, ServerFnError> {
     let state = expect_context::<crate::ssr::state::AppState>();
-    let Ok(name) = splitter::PolicyName::new(&name) else {
-        return Ok(None);
-    };
-    let Some(config) = state
-        .store
-        .get(&name)
-        .await
-        .map_err(|e| ServerFnError::new(e.to_string()))?
-    else {
+    let Some(config) = state.config(&name) else {
         return Ok(None);
     };
     let events = state
-        .store
-        .events(&name, 50)
+        .events(&config)
         .await
         .map_err(|e| ServerFnError::new(e.to_string()))?;
+    let events = events.iter().take(50).cloned().collect();
     Ok(Some(PolicyPage { config, events }))
 }
 
@@ -75,27 +65,18 @@ pub async fn policy_traffic(
     let Ok(name) = splitter::PolicyName::new(&name) else {
         return Ok(None);
     };
-    let err = |e: splitter::Error| ServerFnError::new(e.to_string());
-    let Some(config) = state.store.get(&name).await.map_err(err)? else {
+    let Some(config) = state.config(name.as_str()) else {
         return Ok(None);
     };
     let now = jiff::Timestamp::now();
     let to = splitter::traffic::minute_of(now);
     let from = to - window.minutes() + 1;
-    let docs = state
-        .store
-        .traffic(Some(&name), from, to)
+    let traffic = state.traffic.policy(name.as_str(), from, to);
+    let events = state
+        .events(&config)
         .await
-        .map_err(err)?;
-    let through = splitter::traffic::written_through(&docs)
-        .into_iter()
-        .map(|((_, m), t)| (m, t))
-        .collect();
-    let minutes = splitter::traffic::sum_replicas(docs)
-        .into_iter()
-        .map(|((_, m), v)| (m, v))
-        .collect();
-    let events = state.store.events(&name, 500).await.map_err(err)?;
+        .map_err(|e| ServerFnError::new(e.to_string()))?;
+    let (minutes, through) = (traffic.minutes, traffic.written_through);
     let mut page = build(&TrafficInput {
         config: &config,
         events: &events,

@@ -8,17 +8,18 @@
 //! [`app_state`] (snapshot follower, traffic recorder and flusher, traffic reader), and page
 //! views call the pages' real server functions. Time is tokio's paused clock, so an hour of
 //! fleet time runs in seconds. The store is [`CostStore`], which bills like Firestore: a read
-//! per document returned (at least one per query or get), a write per document written, a
-//! delete per document deleted. Its traffic is counted, not kept: reads of traffic answer with
-//! how many documents Firestore would return (the last 25 h of a fleet in steady state), and
-//! no content, so a fleet of 50 replicas fits in memory.
+//! per document returned (at least one per query or get) and per changed document sent to each
+//! listening replica, a write per document written, a delete per document its TTL policy will
+//! delete. Traffic documents are kept without their content (only their number costs), so a
+//! fleet of 50 replicas fits in memory. Startup (each replica reads the last 25 h once) is not
+//! counted: the first 2 minutes are warm-up.
 //!
 //! The model of a fleet-hour:
 //! - every replica serves every policy every 5 s (all policies active on all replicas);
 //! - one operator change per minute, fleet-wide (a share step on one policy);
 //! - each dashboard keeps one policy page open, hydrated: its traffic section refreshes every
 //!   10 s, and the page re-reads after every change; and once a minute it loads the overview
-//!   and a policy page (server-rendered).
+//!   and a policy page (server-rendered). Dashboard d is served by replica d mod R.
 
 #[path = "support/cost_store.rs"]
 mod cost_store;
@@ -27,7 +28,7 @@ use cost_store::{CostStore, Counts};
 use leptos::prelude::*;
 use leptos::reactive::computed::ScopedFuture;
 use splitter::ops::{NewPolicy, Operation, Request};
-use splitter::store::ConfigStore;
+use splitter::store::PolicyStore;
 use splitter::{Actor, BasisPoints, PolicyName, Version};
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +71,7 @@ fn simulate(replicas: usize, policies: usize, dashboards: usize) -> Counts {
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let store = Arc::new(CostStore::new(replicas, policies));
+        let store = Arc::new(CostStore::new());
         let names = create_policies(&*store, policies).await;
         let mut states = Vec::new();
         for i in 0..replicas {
@@ -78,20 +79,34 @@ fn simulate(replicas: usize, policies: usize, dashboards: usize) -> Counts {
                 replica: format!("r{i}"),
                 ..Default::default()
             };
-            states.push(server::app_state(store.clone(), settings).await.unwrap());
+            states.push(
+                server::app_state(store.clone(), store.clone(), settings)
+                    .await
+                    .unwrap(),
+            );
         }
-        let owner = Owner::new();
-        owner.with(|| provide_context(states[0].clone()));
+        // Dashboards are spread over the replicas, as a load balancer would.
+        let owners: Vec<Owner> = states
+            .iter()
+            .map(|state| {
+                let owner = Owner::new();
+                owner.with(|| provide_context(state.clone()));
+                owner
+            })
+            .collect();
         let mut before = Counts::default();
+        let start_minute = splitter::traffic::minute_of(jiff::Timestamp::now());
         for second in (0..MINUTES * 60).step_by(5) {
             if second == WARM_UP * 60 {
                 before = store.counts();
             }
+            // Simulated minutes (the recorder keys traffic by the minute it is given).
+            let minute = start_minute + (second / 60) as i64;
             for state in &states {
                 for name in &names {
                     let v = if name.len() % 2 == 0 { "v1" } else { "v2" };
                     state.recorder.record_outcome(
-                        splitter::traffic::minute_of(jiff::Timestamp::now()),
+                        minute,
                         name,
                         v,
                         200,
@@ -104,17 +119,18 @@ fn simulate(replicas: usize, policies: usize, dashboards: usize) -> Counts {
                 step_one_policy(&*store, &names[(second / 60) as usize % names.len()]).await;
             }
             for d in 0..dashboards {
+                let owner = &owners[d % owners.len()];
                 let open = &names[d % names.len()];
                 let changed = second % 60 == 30;
                 if second % 10 == 0 || changed {
-                    views(&owner, ViewKind::Traffic, open).await;
+                    views(owner, ViewKind::Traffic, open).await;
                 }
                 if changed {
-                    views(&owner, ViewKind::Policy, open).await;
+                    views(owner, ViewKind::Policy, open).await;
                 }
                 if second % 60 == (d as u64 * 7) % 60 {
-                    views(&owner, ViewKind::Overview, open).await;
-                    views(&owner, ViewKind::Policy, &names[(d * 13 + 1) % names.len()]).await;
+                    views(owner, ViewKind::Overview, open).await;
+                    views(owner, ViewKind::Policy, &names[(d * 13 + 1) % names.len()]).await;
                     views(
                         &owner,
                         ViewKind::Traffic,
@@ -156,7 +172,7 @@ async fn views(owner: &Owner, kind: ViewKind, policy: &str) {
     run.await.expect("a page view");
 }
 
-async fn create_policies(store: &dyn ConfigStore, n: usize) -> Vec<String> {
+async fn create_policies(store: &dyn PolicyStore, n: usize) -> Vec<String> {
     let mut names = Vec::new();
     for i in 0..n {
         let name = format!("policy-{i:05}");
@@ -181,7 +197,7 @@ async fn create_policies(store: &dyn ConfigStore, n: usize) -> Vec<String> {
 }
 
 /// An operator's share step on `name`.
-async fn step_one_policy(store: &dyn ConfigStore, name: &str) {
+async fn step_one_policy(store: &dyn PolicyStore, name: &str) {
     let name = PolicyName::new(name).unwrap();
     let current = store.get(&name).await.unwrap().unwrap();
     let share = if current.canary_basis_points.get() == 1000 {

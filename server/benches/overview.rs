@@ -7,7 +7,7 @@ use axum::http::Request;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http_body_util::BodyExt;
 use splitter::store::embedded::EmbeddedStore;
-use splitter::store::ConfigStore;
+use splitter::store::PolicyStore;
 use splitter::{Actor, BasisPoints, NewPolicy, Operation, PolicyName, Request as Change, Version};
 use std::sync::Arc;
 use tower::ServiceExt;

@@ -213,22 +213,33 @@ async fn outcomes(
     Ok(Json(json!({ "recorded": b.outcomes.len() })).into_response())
 }
 
-/// Server-sent events: one `message` whenever the store changed (its data is a counter).
-/// Pages use it to refresh without a reload; other tools can too.
+/// Server-sent events: one `message` whenever this replica's snapshot applied a change (its
+/// data is a counter), so a page that re-reads on it reads the change. Pages use it to
+/// refresh without a reload; other tools can too.
 async fn changes(
     State(state): State<AppState>,
 ) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
     use futures::StreamExt;
-    let stream = tokio_stream::wrappers::WatchStream::from_changes(state.store.changes())
+    let stream = tokio_stream::wrappers::WatchStream::from_changes(state.splitter.changes())
         .map(|n| Ok(Event::default().data(n.to_string())));
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
+/// `ok`, or `degraded: routing from a snapshot N s old, store unreachable since T` (still 200:
+/// routing works; monitors alert on the status text).
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let health = state.splitter.health();
     let recorder = state.recorder.stats();
+    let status = match state.outage() {
+        None => "ok".to_string(),
+        Some(o) => format!(
+            "degraded: routing from a snapshot {} s old, store unreachable since {} UTC",
+            o.snapshot_age_secs,
+            o.since.strftime("%Y-%m-%d %H:%M:%S")
+        ),
+    };
     Json(json!({
-        "status": "ok",
+        "status": status,
         "store": state.store_label,
         "snapshot_age_ms": health.age.as_millis() as u64,
         "snapshot_error": health.last_error,
@@ -281,7 +292,9 @@ fn if_match(headers: &HeaderMap) -> Result<u64, ApiError> {
 }
 
 async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(state.store.list().await?).into_response())
+    let mut configs = state.configs();
+    configs.sort_by(|a, b| a.policy_name.cmp(&b.policy_name));
+    Ok(Json(configs).into_response())
 }
 
 async fn get_one(
@@ -290,9 +303,7 @@ async fn get_one(
 ) -> Result<Response, ApiError> {
     let name = PolicyName::new(&name)?;
     let config = state
-        .store
-        .get(&name)
-        .await?
+        .config(name.as_str())
         .ok_or_else(|| splitter::Error::NotFound(name.to_string()))?;
     Ok(with_etag(&config, StatusCode::OK))
 }
@@ -331,7 +342,7 @@ async fn run(
         actor: actor(caller)?,
         reason: reason.unwrap_or_default(),
     };
-    Ok(state.store.execute(&request).await?)
+    Ok(state.execute(&request).await?)
 }
 
 /// A share, version or pin given in a JSON body, as the text the parser takes: a string as

@@ -119,7 +119,6 @@ async fn run_change(
         reason,
     };
     let after = state
-        .store
         .execute(&request)
         .await
         .map_err(|e| sentence(&e.to_string()))?;
@@ -199,7 +198,7 @@ async fn run_create(state: &AppState, caller: &Caller, f: &CreateForm) -> Result
         actor: actor(caller)?,
         reason: f.reason.trim().to_string(),
     };
-    state.store.execute(&request).await.map_err(e)?;
+    state.execute(&request).await.map_err(e)?;
     Ok(policy.to_string())
 }
 

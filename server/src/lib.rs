@@ -18,10 +18,11 @@ use axum::routing::{get, post};
 use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
+use splitter::recorder::TrafficRecorder;
 use splitter::snapshot::Splitter;
-use splitter::store::instrumented::Instrumented;
-use splitter::store::ConfigStore;
-use splitter::traffic::TrafficRecorder;
+use splitter::store::instrumented::{Instrumented, StoreMetrics};
+use splitter::store::{PolicyStore, TrafficStore};
+use splitter::traffic_cache::TrafficCache;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,13 +55,20 @@ impl FromRef<ServerState> for AppState {
 /// How this replica records traffic.
 #[derive(Debug, Clone)]
 pub struct TrafficSettings {
-    /// Names this replica's traffic documents (one per policy and minute); the process start
-    /// time is appended.
+    /// Names this replica's traffic documents (one per minute); the process start time is
+    /// appended.
     pub replica: String,
     /// How often recorded traffic is written to the store.
     pub flush_every: Duration,
-    /// Stored traffic older than this is deleted.
+    /// How often the other replicas' new traffic is read from the store while someone views
+    /// traffic on this replica, and how often when nobody does.
+    pub read_every: Duration,
+    pub idle_read_every: Duration,
+    /// Stored traffic older than this is deleted (the embedded store; Firestore's TTL policy
+    /// does it there).
     pub retention: Duration,
+    /// How often the snapshot reads every config again, as a safety net under the change feed.
+    pub resync_every: Duration,
 }
 
 impl Default for TrafficSettings {
@@ -72,39 +80,72 @@ impl Default for TrafficSettings {
         TrafficSettings {
             replica: format!("{}-{}", host.trim(), std::process::id()),
             flush_every: Duration::from_secs(5),
+            read_every: Duration::from_secs(5),
+            idle_read_every: Duration::from_secs(300),
             retention: Duration::from_secs(25 * 3600),
+            resync_every: Duration::from_secs(3600),
         }
     }
 }
 
-/// Builds the app state over `store`: the snapshot follows it for routing decisions, the
-/// recorder flushes this replica's traffic to it.
+/// Builds the app state over a store's two halves (usually the same store): the snapshot
+/// follows the policies' change feed; the recorder flushes this replica's traffic; the traffic
+/// cache reads the fleet's. Every call to the store is counted ([`StoreMetrics`]).
 pub async fn app_state(
-    store: Arc<dyn ConfigStore>,
+    policies: Arc<dyn PolicyStore>,
+    traffic_store: Arc<dyn TrafficStore>,
     traffic: TrafficSettings,
 ) -> Result<AppState, splitter::Error> {
-    let (store, store_metrics) = Instrumented::wrap(store);
-    let splitter = Splitter::follow(store.clone(), Duration::from_secs(30)).await?;
-    // Each process writes its own documents, even when a restarted container comes back with the
-    // same host name and pid within the same minute: the start time makes the key unique, so a
-    // new process never overwrites (and so loses) what the previous one wrote.
-    // (A second state in the same process, as in tests, gets a sequence number too.)
-    static STATES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let started = jiff::Timestamp::now().as_millisecond();
-    let n = STATES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let store_metrics = Arc::new(StoreMetrics::default());
+    let store: Arc<dyn PolicyStore> = Arc::new(Instrumented::new(policies, store_metrics.clone()));
+    let traffic_store: Arc<dyn TrafficStore> =
+        Arc::new(Instrumented::new(traffic_store, store_metrics.clone()));
+    let splitter = Splitter::follow(store.clone(), traffic.resync_every).await?;
     let recorder = Arc::new(TrafficRecorder::new(
-        &format!("{}-{started:x}-{n}", traffic.replica),
+        &unique_replica(&traffic.replica),
         TrafficRecorder::DEFAULT_MAX_PENDING,
     ));
-    recorder.spawn_flusher(store.clone(), traffic.flush_every, traffic.retention);
+    let cache = Arc::new(TrafficCache::new());
+    if let Err(e) = cache.refresh(&*traffic_store, jiff::Timestamp::now()).await {
+        tracing::warn!(error = %e, "reading stored traffic failed; it is read again in the background");
+    }
+    cache.spawn_reader(
+        traffic_store.clone(),
+        traffic.read_every,
+        traffic.idle_read_every,
+    );
+    let written = {
+        let cache = cache.clone();
+        move |docs| cache.apply(docs)
+    };
+    recorder.spawn_flusher(
+        traffic_store.clone(),
+        traffic.flush_every,
+        traffic.retention,
+        written,
+    );
     Ok(AppState {
         store_label: store.describe(),
         store,
+        traffic_store,
         splitter,
+        traffic: cache,
+        events: Default::default(),
         uploads: Default::default(),
         recorder,
         store_metrics,
     })
+}
+
+/// Each process writes its own documents, even when a restarted container comes back with the
+/// same host name and pid within the same minute: the start time makes the key unique, so a
+/// new process never overwrites (and so loses) what the previous one wrote. (A second state in
+/// the same process, as in tests, gets a sequence number too.)
+fn unique_replica(replica: &str) -> String {
+    static STATES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let started = jiff::Timestamp::now().as_millisecond();
+    let n = STATES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{replica}-{started:x}-{n}")
 }
 
 /// Every route: pages, server functions, API v1, form posts, sign-in, health and static files.

@@ -238,10 +238,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             args.addr
         );
     }
-    let state = server::app_state(store, traffic).await?;
+    let state = server::app_state(store.clone(), store, traffic).await?;
     tracing::info!(store = %state.store_label, "listening on http://{}", args.addr);
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
-    let (recorder, store) = (state.recorder.clone(), state.store.clone());
+    let (recorder, store) = (state.recorder.clone(), state.traffic_store.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(async move {
         let app = server::router(leptos, state, auth, args.demo);
@@ -266,7 +266,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Write what was recorded since the last flush before leaving.
     let now = splitter::traffic::minute_of(jiff::Timestamp::now());
     match recorder.flush(&*store, now).await {
-        Ok(n) => tracing::info!("stopped; wrote {n} traffic document(s)"),
+        Ok(docs) => tracing::info!("stopped; wrote {} traffic document(s)", docs.len()),
         Err(e) => {
             tracing::error!(error = %e, lost = recorder.stats().unflushed_requests, "stopped; the last traffic could not be written")
         }

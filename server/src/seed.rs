@@ -1,10 +1,10 @@
 //! Demo policies for an empty embedded store, clearly labelled as such.
 
-use splitter::store::ConfigStore;
+use splitter::store::PolicyStore;
 use splitter::{Actor, BasisPoints, NewPolicy, Operation, PolicyName, Request, Version};
 
 /// Creates a few `demo-…` policies when the store has none. Returns how many were created.
-pub async fn seed_if_empty(store: &dyn ConfigStore) -> Result<usize, splitter::Error> {
+pub async fn seed_if_empty(store: &dyn PolicyStore) -> Result<usize, splitter::Error> {
     if !store.list().await?.is_empty() {
         return Ok(0);
     }

@@ -25,7 +25,9 @@ pub async fn router_with(
 ) -> (axum::Router, Arc<Auth>) {
     crate::seed::seed_if_empty(&*store).await.unwrap();
     let auth = Arc::new(auth);
-    let state = crate::app_state(store, traffic).await.unwrap();
+    let state = crate::app_state(store.clone(), store, traffic)
+        .await
+        .unwrap();
     let leptos = leptos::config::LeptosOptions::builder()
         .output_name("apx-canary")
         .build();

@@ -13,7 +13,7 @@ use server::auth::records::{self, Account, SessionLimits};
 use server::auth::{credentials, rules, Auth, DENIED_HEADER};
 use splitter::store::embedded::EmbeddedStore;
 use splitter::store::firestore::FirestoreStore;
-use splitter::store::{ConfigStore, Store};
+use splitter::store::{PolicyStore, Store};
 use splitter::{Actor, NewPolicy, Operation, PolicyName, Version};
 use std::sync::Arc;
 use std::time::Duration;

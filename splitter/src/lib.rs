@@ -4,9 +4,11 @@
 //! - [`share`], [`names`], [`config`]: the validated policy model.
 //! - [`decision`]: one request's decision; [`simulate`]: previews of a share change.
 //! - [`ops`]: operations and their audit events, as pure functions.
-//! - [`store`] (feature `store`): the `ConfigStore` trait, embedded and Firestore stores;
-//!   [`snapshot`]: the in-memory snapshot that follows a store and answers `select_version`.
-//! - [`traffic`]: recorded traffic per policy, version and minute, and its recorder.
+//! - [`store`] (feature `store`): the `PolicyStore` and `TrafficStore` traits, embedded and
+//!   Firestore stores; [`snapshot`]: the in-memory snapshot that follows a store's change feed
+//!   and answers `select_version`.
+//! - [`traffic`]: recorded traffic per policy, version and minute; [`recorder`] writes this
+//!   replica's, [`traffic_cache`] keeps the fleet's in memory.
 //! - [`layer`] (feature `layer`): the tower layer that routes requests and records outcomes.
 
 pub mod bucket;
@@ -22,9 +24,13 @@ pub mod traffic;
 #[cfg(feature = "layer")]
 pub mod layer;
 #[cfg(feature = "store")]
+pub mod recorder;
+#[cfg(feature = "store")]
 pub mod snapshot;
 #[cfg(feature = "store")]
 pub mod store;
+#[cfg(feature = "store")]
+pub mod traffic_cache;
 
 pub use bucket::{bucket, Bucket, BUCKETS};
 pub use config::{Pin, PolicyConfig, RolloutState, VersionRole};

@@ -4,11 +4,13 @@
 use crate::config::PolicyConfig;
 use crate::decision::{decide, Decision};
 use crate::error::Result;
-use crate::store::ConfigStore;
+use crate::store::{PolicyChange, PolicyStore};
 use arc_swap::ArcSwap;
 use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 
 /// Policies by name, as of one read of the store.
 pub type Policies = FxHashMap<String, Arc<PolicyConfig>>;
@@ -22,6 +24,8 @@ pub struct Splitter {
 struct Inner {
     policies: ArcSwap<Policies>,
     sync: Mutex<SyncState>,
+    /// Moves after every change applied (pages re-read from the snapshot when it moves).
+    applied: watch::Sender<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,39 +54,106 @@ impl Splitter {
                     synced_at: Instant::now(),
                     last_error: None,
                 }),
+                applied: watch::channel(0).0,
             }),
         };
         splitter.replace(configs);
         splitter
     }
 
-    /// Reads every policy from `store`, then keeps following it: on every change signal and at
-    /// least every `refresh`. When the store is unreachable, decisions continue from the last
-    /// snapshot and [`Splitter::health`] shows its age and the error.
-    pub async fn follow(store: Arc<dyn ConfigStore>, refresh: Duration) -> Result<Splitter> {
+    /// Reads every policy from `store`, then keeps following its change feed: each change is
+    /// applied as it comes (no re-read); the whole collection is read again only when the feed
+    /// says so (a reconnect), when it fell behind, and every `resync_every` as a safety net. A
+    /// failed re-read is retried every 5 s; meanwhile decisions continue from the snapshot and
+    /// [`Splitter::health`] shows its age and the error.
+    pub async fn follow(store: Arc<dyn PolicyStore>, resync_every: Duration) -> Result<Splitter> {
+        // Subscribed before the first read, so that no change falls between the two.
+        let mut feed = store.feed();
         let splitter = Splitter::from_configs(store.list().await?);
         let weak = Arc::downgrade(&splitter.inner);
-        let mut changes = store.changes();
         tokio::spawn(async move {
+            let mut resync = false;
             loop {
-                tokio::select! {
-                    changed = changes.changed() => if changed.is_err() { return },
-                    _ = tokio::time::sleep(refresh) => {}
-                }
+                let wait = if resync {
+                    Duration::from_secs(5)
+                } else {
+                    resync_every
+                };
+                let change = tokio::select! {
+                    change = feed.recv() => Some(change),
+                    _ = tokio::time::sleep(wait) => None,
+                };
                 let Some(inner) = Weak::upgrade(&weak) else {
                     return;
                 };
                 let splitter = Splitter { inner };
-                match store.list().await {
-                    Ok(configs) => splitter.replace(configs),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "snapshot refresh failed; routing continues from the last snapshot");
-                        splitter.inner.sync.lock().unwrap().last_error = Some(e.to_string());
+                match change {
+                    Some(Ok(PolicyChange::Put(config))) => splitter.put(config),
+                    Some(Ok(PolicyChange::Removed(name))) => splitter.remove(&name),
+                    Some(Err(RecvError::Closed)) => return,
+                    Some(Ok(PolicyChange::Resync) | Err(RecvError::Lagged(_))) | None => {
+                        resync = !splitter.resync(&*store).await;
                     }
                 }
             }
         });
         Ok(splitter)
+    }
+
+    /// Reads every policy again; false if the store could not be read.
+    async fn resync(&self, store: &dyn PolicyStore) -> bool {
+        match store.list().await {
+            Ok(configs) => {
+                self.replace(configs);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "snapshot refresh failed; routing continues from the last snapshot");
+                self.inner.sync.lock().unwrap().last_error = Some(e.to_string());
+                false
+            }
+        }
+    }
+
+    /// Applies one config from the feed, or one this replica just wrote: it replaces what the
+    /// snapshot holds unless that is a later revision (a feed may deliver an older change
+    /// after this replica applied its own newer write).
+    pub fn put(&self, config: Arc<PolicyConfig>) {
+        let name = config.policy_name.as_str();
+        self.inner.policies.rcu(|current| {
+            let mut next = Policies::clone(current);
+            if !current
+                .get(name)
+                .is_some_and(|c| c.revision > config.revision)
+            {
+                next.insert(name.to_string(), config.clone());
+            }
+            next
+        });
+        self.fresh();
+    }
+
+    /// Forgets a deleted policy.
+    pub fn remove(&self, name: &str) {
+        self.inner.policies.rcu(|current| {
+            let mut next = Policies::clone(current);
+            next.remove(name);
+            next
+        });
+        self.fresh();
+    }
+
+    fn fresh(&self) {
+        *self.inner.sync.lock().unwrap() = SyncState {
+            synced_at: Instant::now(),
+            last_error: None,
+        };
+        self.inner.applied.send_modify(|n| *n += 1);
+    }
+
+    /// Moves after every change the snapshot applied: read the snapshot again when it does.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.applied.subscribe()
     }
 
     /// Replaces the snapshot with `configs` and marks it fresh.
@@ -92,10 +163,7 @@ impl Splitter {
             .map(|c| (c.policy_name.to_string(), Arc::new(c)))
             .collect();
         self.inner.policies.store(Arc::new(policies));
-        *self.inner.sync.lock().unwrap() = SyncState {
-            synced_at: Instant::now(),
-            last_error: None,
-        };
+        self.fresh();
     }
 
     /// The decision for `tenant` on `policy`, from memory.

@@ -1,12 +1,10 @@
 //! Recorded traffic: per policy, per version, per minute — requests, server errors (5xx) and a
 //! latency histogram good enough for p50/p95/p99.
 //!
-//! Each replica keeps its own running totals for every (policy, minute) it served and writes
-//! them whole to the store as one document per (policy, minute, replica). A write therefore
-//! never needs to read, increment or lock anything: re-sending the same totals is harmless, and
-//! no document is written by two replicas (Firestore allows about one write per second per
-//! document; a replica writes each document at most once per flush interval). Readers sum the
-//! replicas.
+//! Each replica keeps its own running totals per minute and writes each minute it changed as
+//! one document ([`ReplicaMinute`]: every policy it served in that minute) per flush: see
+//! [`crate::recorder`]. Readers keep the fleet's documents in memory and sum the replicas: see
+//! [`crate::traffic_cache`].
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -106,56 +104,100 @@ impl VersionTraffic {
     }
 }
 
-/// One replica's totals for one policy in one minute: what the stores hold.
+/// How far back traffic is kept and shown (the pages show at most 24 h; an hour more for the
+/// edges).
+pub const RETENTION_MINUTES: i64 = 25 * 60;
+
+/// One minute of one replica: policy → version → totals.
+pub type Minute = BTreeMap<String, BTreeMap<String, VersionTraffic>>;
+
+/// What the stores hold: one replica's totals for one minute, for every policy it served in
+/// that minute (or, for a very busy replica, one shard of them: see [`shard`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TrafficMinute {
-    pub policy: String,
+pub struct ReplicaMinute {
     /// Minutes since the Unix epoch (UTC).
     pub minute: i64,
     pub replica: String,
-    pub versions: BTreeMap<String, VersionTraffic>,
+    /// Which part of the flush this is (`0..shards`).
+    pub shard: u32,
+    pub shards: u32,
+    /// The replica's flush number: a later flush of the same minute replaces every shard of an
+    /// earlier one.
+    pub seq: u64,
     /// When these totals were taken (Unix seconds): they cover the minute up to then. Lets a
     /// reader rate the still-filling current minute by the seconds it really covers.
-    #[serde(default)]
     pub written_at: i64,
+    pub policies: Minute,
 }
 
-impl TrafficMinute {
-    /// The store key: unique per (policy, minute, replica), a valid Firestore document id.
+impl ReplicaMinute {
+    /// The store key: unique per (minute, replica, shard), a valid Firestore document id, and
+    /// ordered by minute first.
     pub fn key(&self) -> String {
-        format!("{}@{}@{}", self.policy, self.minute, self.replica)
+        format!("{:012}@{}@{}", self.minute, self.replica, self.shard)
     }
+
+    /// When the store may delete it (Firestore's TTL policy reads this): 25 h after its minute.
+    pub fn expires_at(&self) -> jiff::Timestamp {
+        let end = (self.minute + 1 + RETENTION_MINUTES) * 60;
+        jiff::Timestamp::from_second(end).unwrap_or(jiff::Timestamp::MAX)
+    }
+}
+
+/// A document as read back, with the position the store gave its write (microseconds since
+/// the epoch, by the store's clock): readers ask for everything at or after the newest
+/// position they have seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMinute {
+    pub doc: ReplicaMinute,
+    pub stored_at: i64,
+}
+
+/// Largest shard, in bytes of JSON: well under Firestore's 1 MiB per document.
+pub const MAX_SHARD_BYTES: usize = 512 * 1024;
+
+/// Splits one replica's minute into as few documents as fit [`MAX_SHARD_BYTES`] each (one,
+/// unless a replica serves thousands of policies), in policy order.
+pub fn shard(
+    minute: i64,
+    replica: &str,
+    seq: u64,
+    written_at: i64,
+    policies: &Minute,
+) -> Vec<ReplicaMinute> {
+    let mut parts: Vec<Minute> = vec![Minute::new()];
+    let mut size = 0;
+    for (policy, versions) in policies {
+        let bytes = policy.len() + serde_json::to_vec(versions).map_or(0, |v| v.len()) + 4;
+        if size + bytes > MAX_SHARD_BYTES && !parts.last().is_some_and(BTreeMap::is_empty) {
+            parts.push(Minute::new());
+            size = 0;
+        }
+        size += bytes;
+        parts
+            .last_mut()
+            .expect("never empty")
+            .insert(policy.clone(), versions.clone());
+    }
+    let shards = parts.len() as u32;
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, policies)| ReplicaMinute {
+            minute,
+            replica: replica.to_string(),
+            shard: i as u32,
+            shards,
+            seq,
+            written_at,
+            policies,
+        })
+        .collect()
 }
 
 /// The minute (since the Unix epoch) that `t` falls in.
 pub fn minute_of(t: jiff::Timestamp) -> i64 {
     t.as_second().div_euclid(60)
-}
-
-/// Per (policy, minute): the latest time any replica's totals were taken.
-pub fn written_through(docs: &[TrafficMinute]) -> BTreeMap<(String, i64), i64> {
-    let mut out: BTreeMap<(String, i64), i64> = BTreeMap::new();
-    for d in docs {
-        let t = out
-            .entry((d.policy.clone(), d.minute))
-            .or_insert(d.written_at);
-        *t = (*t).max(d.written_at);
-    }
-    out
-}
-
-/// Sums replicas: per (policy, minute), per version.
-pub fn sum_replicas(
-    docs: impl IntoIterator<Item = TrafficMinute>,
-) -> BTreeMap<(String, i64), BTreeMap<String, VersionTraffic>> {
-    let mut out: BTreeMap<(String, i64), BTreeMap<String, VersionTraffic>> = BTreeMap::new();
-    for doc in docs {
-        let slot = out.entry((doc.policy, doc.minute)).or_default();
-        for (version, t) in doc.versions {
-            slot.entry(version).or_default().add(&t);
-        }
-    }
-    out
 }
 
 /// A replica id for people and document keys: lowercase letters, digits and `-`, at most 60.
@@ -197,367 +239,6 @@ impl Via {
 impl std::fmt::Display for Via {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.key())
-    }
-}
-
-#[cfg(feature = "store")]
-pub use recorder::{RecorderStats, TrafficRecorder};
-
-#[cfg(feature = "store")]
-mod recorder {
-    use super::*;
-    use crate::decision::{Decision, Reason};
-    use crate::error::Result;
-    use crate::store::ConfigStore;
-    use std::collections::HashMap;
-    use std::hash::Hash;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::{Arc, Mutex};
-
-    /// Aggregates outcomes in memory and flushes them to a store. Recording takes a short
-    /// in-memory lock (no allocation once a policy and version have been seen) and never waits
-    /// for the store; a failed flush keeps the data (up to `max_pending` policy-minutes) for the
-    /// next one, and whatever has to be dropped to stay within that bound is counted in
-    /// [`RecorderStats::lost_requests`].
-    pub struct TrafficRecorder {
-        replica: String,
-        max_pending: usize,
-        state: Mutex<State>,
-        lost_requests: AtomicU64,
-        flush_failures: AtomicU64,
-        flushed_writes: AtomicU64,
-        last_error: Mutex<Option<String>>,
-    }
-
-    #[derive(Default)]
-    struct State {
-        /// policy → minute → what this replica served.
-        minutes: HashMap<String, BTreeMap<i64, Entry>>,
-        /// Number of (policy, minute) entries in `minutes`.
-        pending: usize,
-        /// policy → version → since start (for Prometheus counters).
-        totals: HashMap<String, BTreeMap<String, VersionTraffic>>,
-        /// policy → version → decisions handed out, indexed by [`Via`] (in `Via::ALL` order).
-        decisions: HashMap<String, BTreeMap<String, [u64; 2]>>,
-    }
-
-    #[derive(Default)]
-    struct Entry {
-        versions: BTreeMap<String, VersionTraffic>,
-        /// Bumped on every record; the store holds `flushed_generation`.
-        generation: u64,
-        flushed_generation: u64,
-        requests: u64,
-        flushed_requests: u64,
-    }
-
-    impl Entry {
-        fn dirty(&self) -> bool {
-            self.generation > self.flushed_generation
-        }
-    }
-
-    /// The value for `key`, inserted (and the key allocated) only the first time.
-    fn slot_hash<'a, V: Default>(map: &'a mut HashMap<String, V>, key: &str) -> &'a mut V {
-        if !map.contains_key(key) {
-            map.insert(key.to_string(), V::default());
-        }
-        map.get_mut(key).expect("inserted above")
-    }
-
-    fn slot_tree<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str) -> &'a mut V {
-        if !map.contains_key(key) {
-            map.insert(key.to_string(), V::default());
-        }
-        map.get_mut(key).expect("inserted above")
-    }
-
-    fn flatten<V: Clone, K: Clone + Ord + Hash>(
-        map: &HashMap<String, BTreeMap<K, V>>,
-    ) -> BTreeMap<(String, K), V> {
-        map.iter()
-            .flat_map(|(p, inner)| {
-                inner
-                    .iter()
-                    .map(|(k, v)| ((p.clone(), k.clone()), v.clone()))
-            })
-            .collect()
-    }
-
-    /// What `/metrics` and the dashboard show about the recorder.
-    #[derive(Debug, Clone, Default, PartialEq, Eq)]
-    pub struct RecorderStats {
-        /// Policy-minutes held in memory.
-        pub pending_minutes: usize,
-        /// Policy-minutes with data the store has not acknowledged yet.
-        pub unflushed_minutes: usize,
-        /// Requests recorded but not yet in the store.
-        pub unflushed_requests: u64,
-        /// Requests dropped unflushed to keep memory bounded during a long store outage.
-        pub lost_requests: u64,
-        pub flush_failures: u64,
-        /// Documents written by successful flushes.
-        pub flushed_writes: u64,
-        pub last_error: Option<String>,
-    }
-
-    impl TrafficRecorder {
-        /// Default bound on policy-minutes held in memory (for example 1 000 busy policies
-        /// through a 20-minute store outage).
-        pub const DEFAULT_MAX_PENDING: usize = 20_000;
-
-        pub fn new(replica: &str, max_pending: usize) -> TrafficRecorder {
-            TrafficRecorder {
-                replica: sanitize_replica(replica),
-                max_pending: max_pending.max(1),
-                state: Mutex::new(State::default()),
-                lost_requests: AtomicU64::new(0),
-                flush_failures: AtomicU64::new(0),
-                flushed_writes: AtomicU64::new(0),
-                last_error: Mutex::new(None),
-            }
-        }
-
-        pub fn replica(&self) -> &str {
-            &self.replica
-        }
-
-        /// Records one served request at `minute`. Requests for policies without config are
-        /// not recorded (anyone can send any name; the store must not fill with typos).
-        pub fn record_at(
-            &self,
-            minute: i64,
-            policy: &str,
-            decision: &Decision,
-            status: u16,
-            latency: Duration,
-        ) {
-            if decision.reason == Reason::NoConfig {
-                return;
-            }
-            self.record_outcome(
-                minute,
-                policy,
-                decision.version.as_str(),
-                status,
-                latency,
-                Via::Layer,
-            );
-        }
-
-        /// Records one served request of `version` (the caller checked that the policy exists
-        /// and the version is one of its own). `via` says who decided; the
-        /// layer's requests also count as its decisions.
-        pub fn record_outcome(
-            &self,
-            minute: i64,
-            policy: &str,
-            version: &str,
-            status: u16,
-            latency: Duration,
-            via: Via,
-        ) {
-            let mut guard = self.state.lock().unwrap();
-            let state = &mut *guard;
-            let known = state
-                .minutes
-                .get(policy)
-                .is_some_and(|m| m.contains_key(&minute));
-            if !known {
-                if state.pending >= self.max_pending {
-                    self.evict_oldest(state);
-                }
-                state.pending += 1;
-            }
-            let entry = slot_hash(&mut state.minutes, policy)
-                .entry(minute)
-                .or_default();
-            slot_tree(&mut entry.versions, version).record(status, latency);
-            entry.generation += 1;
-            entry.requests += 1;
-            slot_tree(slot_hash(&mut state.totals, policy), version).record(status, latency);
-            if via == Via::Layer {
-                slot_tree(slot_hash(&mut state.decisions, policy), version)[via as usize] += 1;
-            }
-        }
-
-        /// Counts a decision handed out without an outcome (the JSON decision API).
-        pub fn decided(&self, policy: &str, decision: &Decision, via: Via) {
-            if decision.reason == Reason::NoConfig {
-                return;
-            }
-            let i = via as usize;
-            let mut state = self.state.lock().unwrap();
-            slot_tree(
-                slot_hash(&mut state.decisions, policy),
-                decision.version.as_str(),
-            )[i] += 1;
-        }
-
-        /// Drops the oldest policy-minute (already written ones first); whatever it held
-        /// unflushed is lost and counted.
-        fn evict_oldest(&self, state: &mut State) {
-            let oldest = state
-                .minutes
-                .iter()
-                .flat_map(|(p, ms)| ms.iter().map(move |(m, e)| ((e.dirty(), *m), p, *m)))
-                .min_by_key(|(rank, _, _)| *rank)
-                .map(|(_, p, m)| (p.clone(), m));
-            if let Some((policy, minute)) = oldest {
-                let ms = state.minutes.get_mut(&policy).expect("found above");
-                let e = ms.remove(&minute).expect("found above");
-                if ms.is_empty() {
-                    state.minutes.remove(&policy);
-                }
-                state.pending -= 1;
-                self.lost_requests
-                    .fetch_add(e.requests - e.flushed_requests, Ordering::Relaxed);
-            }
-        }
-
-        /// Writes every policy-minute changed since its last write. On success, closed minutes
-        /// (before `now_minute - 1`) that are fully written are forgotten. Returns how many
-        /// documents were written.
-        pub async fn flush(&self, store: &dyn ConfigStore, now_minute: i64) -> Result<usize> {
-            let written_at = jiff::Timestamp::now().as_second();
-            let batch: Vec<(u64, u64, TrafficMinute)> = {
-                let state = self.state.lock().unwrap();
-                state
-                    .minutes
-                    .iter()
-                    .flat_map(|(policy, ms)| ms.iter().map(move |(m, e)| (policy, *m, e)))
-                    .filter(|(_, _, e)| e.dirty())
-                    .map(|(policy, minute, e)| {
-                        (
-                            e.generation,
-                            e.requests,
-                            TrafficMinute {
-                                policy: policy.clone(),
-                                minute,
-                                replica: self.replica.clone(),
-                                versions: e.versions.clone(),
-                                written_at,
-                            },
-                        )
-                    })
-                    .collect()
-            };
-            if !batch.is_empty() {
-                let docs: Vec<TrafficMinute> = batch.iter().map(|b| b.2.clone()).collect();
-                if let Err(e) = store.put_traffic(&docs).await {
-                    self.flush_failures.fetch_add(1, Ordering::Relaxed);
-                    *self.last_error.lock().unwrap() = Some(e.to_string());
-                    return Err(e);
-                }
-                self.flushed_writes
-                    .fetch_add(docs.len() as u64, Ordering::Relaxed);
-                *self.last_error.lock().unwrap() = None;
-            }
-            let mut guard = self.state.lock().unwrap();
-            let state = &mut *guard;
-            for (generation, requests, doc) in &batch {
-                if let Some(e) = state
-                    .minutes
-                    .get_mut(&doc.policy)
-                    .and_then(|ms| ms.get_mut(&doc.minute))
-                {
-                    // Records that arrived during the write keep the entry dirty.
-                    e.flushed_generation = e.flushed_generation.max(*generation);
-                    e.flushed_requests = e.flushed_requests.max(*requests);
-                }
-            }
-            let mut pending = 0;
-            state.minutes.retain(|_, ms| {
-                ms.retain(|m, e| *m >= now_minute - 1 || e.dirty());
-                pending += ms.len();
-                !ms.is_empty()
-            });
-            state.pending = pending;
-            Ok(batch.len())
-        }
-
-        /// Flushes every `interval` until the recorder is dropped elsewhere; every 120 flushes
-        /// (and at start), deletes stored minutes older than `retention`.
-        pub fn spawn_flusher(
-            self: &Arc<Self>,
-            store: Arc<dyn ConfigStore>,
-            interval: Duration,
-            retention: Duration,
-        ) -> tokio::task::JoinHandle<()> {
-            let weak = Arc::downgrade(self);
-            tokio::spawn(async move {
-                let mut ticks: u64 = 0;
-                loop {
-                    tokio::time::sleep(interval).await;
-                    let Some(recorder) = weak.upgrade() else {
-                        return;
-                    };
-                    let now = minute_of(jiff::Timestamp::now());
-                    if let Err(e) = recorder.flush(&*store, now).await {
-                        tracing::warn!(error = %e, "traffic flush failed; counts are kept for the next flush");
-                    }
-                    if ticks.is_multiple_of(120) {
-                        let keep = (retention.as_secs() / 60) as i64;
-                        if let Err(e) = store.prune_traffic(now - keep).await {
-                            tracing::warn!(error = %e, "pruning old traffic failed");
-                        }
-                    }
-                    ticks += 1;
-                }
-            })
-        }
-
-        pub fn stats(&self) -> RecorderStats {
-            let state = self.state.lock().unwrap();
-            let (unflushed_minutes, unflushed_requests) = state
-                .minutes
-                .values()
-                .flat_map(|ms| ms.values())
-                .filter(|e| e.dirty())
-                .fold((0, 0), |(n, r), e| {
-                    (n + 1, r + e.requests - e.flushed_requests)
-                });
-            RecorderStats {
-                pending_minutes: state.pending,
-                unflushed_minutes,
-                unflushed_requests,
-                lost_requests: self.lost_requests.load(Ordering::Relaxed),
-                flush_failures: self.flush_failures.load(Ordering::Relaxed),
-                flushed_writes: self.flushed_writes.load(Ordering::Relaxed),
-                last_error: self.last_error.lock().unwrap().clone(),
-            }
-        }
-
-        /// Traffic since start per (policy, version).
-        pub fn totals(&self) -> BTreeMap<(String, String), VersionTraffic> {
-            flatten(&self.state.lock().unwrap().totals)
-        }
-
-        /// Decisions since start per (policy, version, who decided); zero counts are left out.
-        pub fn decisions(&self) -> BTreeMap<(String, String, Via), u64> {
-            flatten(&self.state.lock().unwrap().decisions)
-                .into_iter()
-                .flat_map(|((p, v), counts)| {
-                    Via::ALL
-                        .into_iter()
-                        .filter(move |&via| counts[via as usize] > 0)
-                        .map(move |via| ((p.clone(), v.clone(), via), counts[via as usize]))
-                })
-                .collect()
-        }
-    }
-
-    #[cfg(feature = "layer")]
-    impl crate::layer::Recorder for TrafficRecorder {
-        fn record(&self, policy: &str, decision: &Decision, status: u16, latency: Duration) {
-            self.record_at(
-                minute_of(jiff::Timestamp::now()),
-                policy,
-                decision,
-                status,
-                latency,
-            );
-        }
     }
 }
 
@@ -610,25 +291,36 @@ mod tests {
     }
 
     #[test]
-    fn replicas_are_summed() {
-        let doc = |replica: &str, n: u64| TrafficMinute {
-            policy: "p".into(),
-            minute: 7,
-            replica: replica.into(),
-            versions: [(
-                "v1".to_string(),
-                VersionTraffic {
-                    requests: n,
-                    ..Default::default()
-                },
-            )]
-            .into(),
-            written_at: 420 + n as i64,
+    fn a_minute_is_one_document_unless_it_is_huge() {
+        let t = VersionTraffic {
+            requests: 1,
+            latency: vec![1; 30],
+            ..Default::default()
         };
-        let through = written_through(&[doc("a", 3), doc("b", 4)]);
-        assert_eq!(through[&("p".to_string(), 7)], 424);
-        let sum = sum_replicas([doc("a", 3), doc("b", 4)]);
-        assert_eq!(sum[&("p".to_string(), 7)]["v1"].requests, 7);
+        let minute = |n: usize| -> Minute {
+            (0..n)
+                .map(|i| {
+                    (
+                        format!("policy-{i:05}"),
+                        [("v1".to_string(), t.clone())].into(),
+                    )
+                })
+                .collect()
+        };
+        let one = shard(7, "r", 3, 420, &minute(1_000));
+        assert_eq!(one.len(), 1);
+        assert_eq!(
+            (one[0].shards, one[0].seq, one[0].policies.len()),
+            (1, 3, 1_000)
+        );
+        let many = shard(7, "r", 3, 420, &minute(20_000));
+        assert!(many.len() > 1);
+        assert!(many.iter().all(|d| d.shards == many.len() as u32));
+        assert!(many
+            .iter()
+            .all(|d| serde_json::to_vec(&d.policies).unwrap().len() <= MAX_SHARD_BYTES));
+        assert_eq!(many.iter().map(|d| d.policies.len()).sum::<usize>(), 20_000);
+        assert_eq!(one[0].key(), "000000000007@r@0");
         assert_eq!(sanitize_replica("Web_1.local"), "web-1-local");
     }
 }

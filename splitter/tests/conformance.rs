@@ -7,7 +7,7 @@ use splitter::snapshot::Splitter;
 use splitter::store::access::{AccessKind, AccessStore};
 use splitter::store::embedded::EmbeddedStore;
 use splitter::store::firestore::FirestoreStore;
-use splitter::store::{ConfigStore, Store};
+use splitter::store::{PolicyStore, Store, TrafficStore};
 use splitter::{
     Actor, BasisPoints, Error, NewPolicy, Operation, Pin, PolicyConfig, PolicyName, Request,
     RolloutState, TenantId, Version,
@@ -64,7 +64,7 @@ fn create_op(stable: &str, canary: Option<&str>) -> Operation {
     })
 }
 
-async fn exec(store: &dyn ConfigStore, r: Request) -> PolicyConfig {
+async fn exec(store: &dyn PolicyStore, r: Request) -> PolicyConfig {
     store
         .execute(&r)
         .await
@@ -75,7 +75,7 @@ async fn exec(store: &dyn ConfigStore, r: Request) -> PolicyConfig {
 mod suite {
     use super::*;
 
-    pub async fn create_get_list(store: &dyn ConfigStore) {
+    pub async fn create_get_list(store: &dyn PolicyStore) {
         assert!(store.list().await.unwrap().is_empty());
         let c = exec(
             store,
@@ -116,7 +116,7 @@ mod suite {
         assert!(matches!(again, Err(Error::AlreadyExists(_))), "{again:?}");
     }
 
-    pub async fn lifecycle_with_audit_trail(store: &dyn ConfigStore) {
+    pub async fn lifecycle_with_audit_trail(store: &dyn PolicyStore) {
         let c = exec(
             store,
             req(
@@ -247,7 +247,7 @@ mod suite {
         assert_eq!(store.get(&name("checkout")).await.unwrap().unwrap(), c);
     }
 
-    pub async fn stale_revision_is_a_conflict_naming_who(store: &dyn ConfigStore) {
+    pub async fn stale_revision_is_a_conflict_naming_who(store: &dyn PolicyStore) {
         let c = exec(
             store,
             req("search-api", None, create_op("v1", Some("v2")), "alice", ""),
@@ -298,7 +298,7 @@ mod suite {
         );
     }
 
-    pub async fn racing_commits_one_wins(store: &dyn ConfigStore) {
+    pub async fn racing_commits_one_wins(store: &dyn PolicyStore) {
         let c = exec(
             store,
             req("race", None, create_op("v1", Some("v2")), "alice", ""),
@@ -349,7 +349,7 @@ mod suite {
         assert_eq!(store.events(&name("race"), 10).await.unwrap().len(), 2);
     }
 
-    pub async fn delete_needs_current_revision(store: &dyn ConfigStore) {
+    pub async fn delete_needs_current_revision(store: &dyn PolicyStore) {
         let c = exec(store, req("gone", None, create_op("v1", None), "alice", "")).await;
         let stale = store
             .execute(&req(
@@ -399,7 +399,7 @@ mod suite {
         assert!(store.get(&name("gone")).await.unwrap().is_none());
     }
 
-    pub async fn overrides_round_trip(store: &dyn ConfigStore) {
+    pub async fn overrides_round_trip(store: &dyn PolicyStore) {
         let c = exec(
             store,
             req("pins", None, create_op("v1", Some("v2")), "alice", ""),
@@ -456,7 +456,7 @@ mod suite {
     }
 
     /// 50 writers, each pinning its own tenant, retrying on conflict: no update is lost.
-    pub async fn fifty_concurrent_writers(store: Arc<dyn ConfigStore>) {
+    pub async fn fifty_concurrent_writers(store: Arc<dyn PolicyStore>) {
         exec(
             &*store,
             req("hot", None, create_op("v1", Some("v2")), "setup", ""),
@@ -512,7 +512,7 @@ mod suite {
     }
 
     /// The snapshot follows the store without a request-time read.
-    pub async fn snapshot_follows_changes(store: Arc<dyn ConfigStore>) {
+    pub async fn snapshot_follows_changes(store: Arc<dyn PolicyStore>) {
         let c = exec(
             &*store,
             req("follow", None, create_op("v1", Some("v2")), "alice", ""),
@@ -551,7 +551,7 @@ mod suite {
         );
     }
 
-    pub async fn rules_write_nothing(store: &dyn ConfigStore) {
+    pub async fn rules_write_nothing(store: &dyn PolicyStore) {
         let c = exec(
             store,
             req("rules", None, create_op("v1", None), "alice", ""),
@@ -586,76 +586,101 @@ mod suite {
         assert_eq!(store.events(&name("rules"), 10).await.unwrap().len(), 1);
     }
 
-    /// Traffic documents: replaced (not merged) per key, read by window and policy, pruned.
-    pub async fn traffic_round_trip(store: &dyn ConfigStore) {
-        use splitter::traffic::{TrafficMinute, VersionTraffic};
-        let doc = |policy: &str, minute: i64, replica: &str, requests: u64| {
-            let mut t = VersionTraffic::default();
-            for i in 0..requests {
-                t.record(
-                    if i % 10 == 0 { 503 } else { 200 },
-                    Duration::from_millis(i),
-                );
-            }
-            TrafficMinute {
-                policy: policy.into(),
+    /// Traffic documents: replaced (not merged) per key; read back by position, each write
+    /// once (but for the documents of the newest write, which `since` = its position returns
+    /// again); pruned (or left to the store's TTL).
+    pub async fn traffic_round_trip(store: &dyn TrafficStore) {
+        use splitter::traffic::{ReplicaMinute, VersionTraffic};
+        let doc = |minute: i64, replica: &str, seq: u64, policies: &[(&str, u64)]| {
+            let traffic = |requests: u64| {
+                let mut t = VersionTraffic::default();
+                for i in 0..requests {
+                    t.record(
+                        if i % 10 == 0 { 503 } else { 200 },
+                        Duration::from_millis(i),
+                    );
+                }
+                t
+            };
+            ReplicaMinute {
                 minute,
                 replica: replica.into(),
-                versions: [("v1.2+b".to_string(), t.clone()), ("v2".to_string(), t)].into(),
+                shard: 0,
+                shards: 1,
+                seq,
                 written_at: minute * 60 + 30,
+                policies: policies
+                    .iter()
+                    .map(|(p, n)| {
+                        let versions = [
+                            ("v1.2+b".to_string(), traffic(*n)),
+                            ("v2".to_string(), traffic(*n)),
+                        ];
+                        (p.to_string(), versions.into())
+                    })
+                    .collect(),
             }
         };
         let base = 29_000_000;
-        store
-            .put_traffic(&[
-                doc("pay", base, "r1", 5),
-                doc("pay", base, "r2", 7),
-                doc("pay", base + 1, "r1", 3),
-                doc("search", base + 1, "r1", 2),
-                doc("pay", base + 10, "r1", 1),
-            ])
-            .await
-            .unwrap();
-        // A later write of the same key replaces it.
-        store
-            .put_traffic(&[doc("pay", base, "r1", 6)])
-            .await
-            .unwrap();
-
-        let mut got = store
-            .traffic(Some(&name("pay")), base, base + 1)
-            .await
-            .unwrap();
-        got.sort_by_key(|d| d.key());
-        assert_eq!(
-            got,
-            vec![
-                doc("pay", base, "r1", 6),
-                doc("pay", base, "r2", 7),
-                doc("pay", base + 1, "r1", 3),
-            ]
+        let first = [
+            doc(base, "r1", 1, &[("pay", 5), ("search", 2)]),
+            doc(base, "r2", 1, &[("pay", 7)]),
+            doc(base + 1, "r1", 1, &[("pay", 3)]),
+        ];
+        store.put_traffic(&first).await.unwrap();
+        let mut got = store.traffic_since(0).await.unwrap();
+        got.sort_by_key(|s| s.doc.key());
+        assert_eq!(got.iter().map(|s| s.doc.clone()).collect::<Vec<_>>(), first);
+        let p1 = got[0].stored_at;
+        assert!(
+            p1 > 0 && got.iter().all(|s| s.stored_at == p1),
+            "one write, one position"
         );
-        let all = store.traffic(None, base, base + 10).await.unwrap();
-        assert_eq!(all.len(), 5);
-        let sums = splitter::traffic::sum_replicas(all);
-        assert_eq!(sums[&("pay".to_string(), base)]["v2"].requests, 13);
-        assert_eq!(sums[&("pay".to_string(), base)]["v2"].errors, 2);
+
+        // A later write of the same key replaces it, at a later position.
+        let replaced = doc(base, "r1", 2, &[("pay", 6), ("search", 2)]);
+        store
+            .put_traffic(std::slice::from_ref(&replaced))
+            .await
+            .unwrap();
+        let newer = store.traffic_since(p1 + 1).await.unwrap();
+        assert_eq!(newer.len(), 1);
+        assert_eq!(newer[0].doc, replaced);
+        assert!(newer[0].stored_at > p1);
         assert!(store
-            .traffic(None, base + 2, base + 9)
+            .traffic_since(newer[0].stored_at + 1)
             .await
             .unwrap()
             .is_empty());
+        let all = store.traffic_since(0).await.unwrap();
+        assert_eq!(all.len(), 3, "replaced, not added");
+        let pay: u64 = all
+            .iter()
+            .filter(|s| s.doc.minute == base)
+            .map(|s| s.doc.policies["pay"]["v2"].requests)
+            .sum();
+        assert_eq!(pay, 6 + 7);
 
-        assert_eq!(store.prune_traffic(base + 1).await.unwrap(), 2);
-        let left = store.traffic(None, base - 100, base + 100).await.unwrap();
-        assert_eq!(left.len(), 3);
-        assert!(left.iter().all(|d| d.minute > base));
+        // The embedded store deletes old minutes; Firestore leaves them to its TTL policy.
+        let pruned = store.prune_traffic(base + 1).await.unwrap();
+        assert!(pruned == 2 || pruned == 0, "{pruned}");
+        let left = store.traffic_since(0).await.unwrap();
+        assert_eq!(left.len(), 3 - pruned);
+        if pruned == 2 {
+            assert!(left.iter().all(|s| s.doc.minute > base));
+        }
     }
 
-    /// The recorder's totals reach the store intact, summed over two replicas.
-    pub async fn recorder_flushes_to_store(store: &dyn ConfigStore) {
-        use splitter::traffic::{minute_of, sum_replicas, TrafficRecorder};
-        let split = Splitter::from_configs([support::config("flush-api", Some("v2"), 5000)]);
+    /// The recorder's totals reach the store intact, summed over two replicas, one document
+    /// per replica and minute whatever the number of policies.
+    pub async fn recorder_flushes_to_store(store: &dyn TrafficStore) {
+        use splitter::recorder::TrafficRecorder;
+        use splitter::traffic::minute_of;
+        use splitter::traffic_cache::TrafficCache;
+        let split = Splitter::from_configs([
+            support::config("flush-api", Some("v2"), 5000),
+            support::config("other-api", Some("v2"), 0),
+        ]);
         let now = minute_of(jiff::Timestamp::now());
         let replicas = [
             TrafficRecorder::new("a", 100),
@@ -672,34 +697,46 @@ mod suite {
                 stable += 1;
             }
             replicas[i % 2].record_at(now, "flush-api", &d, status, Duration::from_micros(300));
+            let other = split.select_version("other-api", Some(&format!("t-{i}")));
+            replicas[i % 2].record_at(now, "other-api", &other, 200, Duration::from_micros(300));
         }
         // Unknown policies are not recorded.
         let unknown = split.select_version("nope", Some("t-1"));
         replicas[0].record_at(now, "nope", &unknown, 200, Duration::from_millis(1));
         for r in &replicas {
-            assert_eq!(r.stats().unflushed_requests, 200);
-            assert_eq!(r.flush(store, now).await.unwrap(), 1);
+            assert_eq!(r.stats().unflushed_requests, 400);
+            assert_eq!(
+                r.flush(store, now).await.unwrap().len(),
+                1,
+                "two policies, one document"
+            );
             assert_eq!(r.stats().unflushed_requests, 0);
             // Nothing new: nothing written.
-            assert_eq!(r.flush(store, now).await.unwrap(), 0);
+            assert!(r.flush(store, now).await.unwrap().is_empty());
         }
-        let stored = sum_replicas(store.traffic(None, now, now).await.unwrap());
-        let minute = &stored[&("flush-api".to_string(), now)];
+        let cache = TrafficCache::new();
+        cache.refresh(store, jiff::Timestamp::now()).await.unwrap();
+        let stored = cache.policy("flush-api", now, now);
+        let minute = &stored.minutes[&now];
         assert_eq!(minute["v2"].requests, canary);
         assert_eq!(minute["v2"].errors, errors);
         assert_eq!(minute["v1"].requests, stable);
         assert_eq!(canary + stable, 400);
         assert!(canary > 150 && stable > 150, "{canary} / {stable}");
-        assert!(!stored.keys().any(|(p, _)| p == "nope"));
-        // More traffic in the same minute: the replica rewrites its whole total.
+        assert_eq!(cache.totals(now, now)["other-api"]["v1"].requests, 400);
+        assert!(!cache.totals(now, now).contains_key("nope"));
+        // More traffic in the same minute: the replica rewrites its whole total, and a reader
+        // reads only that one document again.
         let d = split.select_version("flush-api", Some("t-0"));
         replicas[0].record_at(now, "flush-api", &d, 200, Duration::from_micros(300));
         replicas[0].flush(store, now).await.unwrap();
-        let again = sum_replicas(store.traffic(None, now, now).await.unwrap());
-        let total: u64 = again[&("flush-api".to_string(), now)]
-            .values()
-            .map(|t| t.requests)
-            .sum();
+        let read = cache.refresh(store, jiff::Timestamp::now()).await.unwrap();
+        assert!(
+            read <= 3,
+            "read {read} documents; the newest write is 1 (and the previous write's at most 2)"
+        );
+        let again = cache.policy("flush-api", now, now);
+        let total: u64 = again.minutes[&now].values().map(|t| t.requests).sum();
         assert_eq!(total, 401);
     }
 

@@ -3,7 +3,7 @@
 mod support;
 
 use splitter::store::embedded::EmbeddedStore;
-use splitter::store::ConfigStore;
+use splitter::store::PolicyStore;
 use splitter::{Actor, BasisPoints, NewPolicy, Operation, PolicyName, Request, Version};
 
 #[tokio::test]

@@ -5,7 +5,7 @@ mod support;
 use firestore::FirestoreInstant;
 use serde::{Deserialize, Serialize};
 use splitter::store::firestore::{FirestoreStore, CONFIGS};
-use splitter::store::ConfigStore;
+use splitter::store::PolicyStore;
 use splitter::{Actor, BasisPoints, Operation, PolicyName, Request};
 use std::time::Duration;
 

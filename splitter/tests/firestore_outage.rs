@@ -6,7 +6,7 @@ mod support;
 
 use splitter::snapshot::Splitter;
 use splitter::store::firestore::FirestoreStore;
-use splitter::store::ConfigStore;
+use splitter::store::PolicyStore;
 use splitter::{Actor, BasisPoints, Error, NewPolicy, Operation, PolicyName, Request, Version};
 use std::time::Duration;
 

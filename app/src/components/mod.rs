@@ -90,6 +90,15 @@ pub fn use_caller() -> crate::access::Caller {
     use_context::<crate::access::Caller>().unwrap_or_default()
 }
 
+/// The store is unreachable: says so on every page, with since when and how old the snapshot
+/// is (the server puts the text in the caller).
+#[component]
+pub fn OutageBanner() -> impl IntoView {
+    use_caller().outage.map(|text| {
+        view! { <p class="flash error outage" role="alert" data-test="outage">{text}</p> }
+    })
+}
+
 /// Why a control is absent, in place of the control.
 #[component]
 pub fn ReadOnly(#[prop(into)] reason: String) -> impl IntoView {

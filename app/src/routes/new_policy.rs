@@ -1,6 +1,6 @@
 //! `/policies/new`: create a policy (admins).
 
-use crate::access::{read_only_reason, Need};
+use crate::access::Need;
 use crate::components::{use_caller, Flash, ReadOnly};
 use leptos::prelude::*;
 
@@ -11,7 +11,7 @@ pub fn NewPolicy() -> impl IntoView {
         <nav class="crumbs"><a href="/">"Policies"</a> " / new"</nav>
         <h1>"New policy"</h1>
         <Flash/>
-        {match read_only_reason(caller.principal.as_ref(), &Need::Admin) {
+        {match caller.cannot(&Need::Admin) {
             Some(reason) => view! { <ReadOnly reason/> }.into_any(),
             None => create_form(caller.csrf.clone().unwrap_or_default()).into_any(),
         }}

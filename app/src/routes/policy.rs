@@ -1,6 +1,6 @@
 //! `/policies/:name`: one policy's config, its controls and its history.
 
-use crate::access::{read_only_reason, Caller};
+use crate::access::Caller;
 use crate::actions::PolicyAction;
 use crate::components::{use_caller, ChangeFields, Flash, ReadOnly, SplitBar, StateBadge};
 use crate::model::{ago, describe, when, LiveRefresh, PolicyPage};
@@ -119,7 +119,7 @@ fn missing_view(name: &str) -> impl IntoView {
 
 /// The form of `action`, or why the caller may not use it.
 fn allowed(who: &Caller, action: PolicyAction, policy: &str) -> Result<String, String> {
-    match read_only_reason(who.principal.as_ref(), &action.need(policy)) {
+    match who.cannot(&action.need(policy)) {
         None => Ok(who.csrf.clone().unwrap_or_default()),
         Some(reason) => Err(reason),
     }

@@ -2,13 +2,19 @@
 //! nowhere else: the shared state, and the pure functions that turn store data into pages
 //! (the browser build never compiles them).
 
+pub mod events;
 pub mod overview;
 pub mod state;
 pub mod traffic;
 
 /// The caller of the request being served (left in its extensions by the server's guard).
+/// Also says whether the store is unreachable (pages show a banner and disable changes).
 pub fn caller() -> crate::access::Caller {
-    leptos::prelude::use_context::<http::request::Parts>()
+    let mut caller: crate::access::Caller = leptos::prelude::use_context::<http::request::Parts>()
         .and_then(|p| p.extensions.get::<crate::access::Caller>().cloned())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if let Some(state) = leptos::prelude::use_context::<state::AppState>() {
+        caller.outage = state.outage().map(|o| o.describe(state.store_kind()));
+    }
+    caller
 }

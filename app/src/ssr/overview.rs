@@ -5,30 +5,25 @@ use crate::model::{ObservedShare, OverviewPage, OverviewQuery, PAGE_SIZE};
 use splitter::PolicyConfig;
 
 impl ObservedShare {
-    /// Sums stored minutes per policy; canary requests are those of each policy's current
-    /// canary version.
-    pub fn from_minutes(
+    /// Per policy on the page: all requests in the window and those of its current canary
+    /// version, from the traffic cache's totals (policy → version → traffic).
+    pub fn from_totals(
         rows: &[PolicyConfig],
-        docs: Vec<splitter::traffic::TrafficMinute>,
+        totals: &std::collections::BTreeMap<
+            String,
+            std::collections::BTreeMap<String, splitter::traffic::VersionTraffic>,
+        >,
     ) -> std::collections::BTreeMap<String, ObservedShare> {
-        let canary_of: std::collections::HashMap<&str, Option<&str>> = rows
-            .iter()
-            .map(|c| {
-                (
-                    c.policy_name.as_str(),
-                    c.canary_version.as_ref().map(|v| v.as_str()),
-                )
-            })
-            .collect();
         let mut out: std::collections::BTreeMap<String, ObservedShare> = Default::default();
-        for doc in docs {
-            let Some(canary) = canary_of.get(doc.policy.as_str()) else {
+        for c in rows {
+            let Some(versions) = totals.get(c.policy_name.as_str()) else {
                 continue;
             };
-            let o = out.entry(doc.policy.clone()).or_default();
-            for (v, t) in &doc.versions {
+            let canary = c.canary_version.as_ref().map(|v| v.as_str());
+            let o = out.entry(c.policy_name.to_string()).or_default();
+            for (v, t) in versions {
                 o.requests += t.requests;
-                if Some(v.as_str()) == *canary {
+                if Some(v.as_str()) == canary {
                     o.canary += t.requests;
                 }
             }

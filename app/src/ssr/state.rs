@@ -1,17 +1,26 @@
 //! What the server shares with every page and server function (server only).
 
+use super::events::EventCache;
+use splitter::recorder::TrafficRecorder;
 use splitter::snapshot::Splitter;
 use splitter::store::instrumented::StoreMetrics;
-use splitter::store::ConfigStore;
-use splitter::traffic::TrafficRecorder;
+use splitter::store::{PolicyStore, TrafficStore};
+use splitter::traffic_cache::TrafficCache;
+use splitter::{AuditEvent, Error, PolicyConfig, Request};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-/// The store the dashboard runs on, and the snapshot that follows it.
+/// The store the dashboard runs on, and what this replica holds of it in memory: pages read
+/// configs from the snapshot and traffic from the traffic cache, never from the store; only
+/// audit events come from the store, once per revision.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn ConfigStore>,
+    pub store: Arc<dyn PolicyStore>,
+    pub traffic_store: Arc<dyn TrafficStore>,
     pub splitter: Splitter,
+    /// The fleet's recorded traffic of the last 25 h.
+    pub traffic: Arc<TrafficCache>,
+    pub events: Arc<EventCache>,
     /// For people: `embedded (data/canary.redb)` or `firestore (project …)`.
     pub store_label: String,
     /// Files uploaded to the simulator without JavaScript.
@@ -20,6 +29,105 @@ pub struct AppState {
     pub recorder: Arc<TrafficRecorder>,
     /// Calls, failures and time of every store operation (for `/metrics`).
     pub store_metrics: Arc<StoreMetrics>,
+}
+
+/// The store is unreachable: since when, and how old the snapshot pages and routing use is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outage {
+    pub since: jiff::Timestamp,
+    pub snapshot_age_secs: u64,
+}
+
+impl Outage {
+    /// What the banner, the disabled controls and refused writes say.
+    pub fn describe(&self, store: &str) -> String {
+        format!(
+            "The store ({store}) has been unreachable since {} UTC. Pages show a snapshot {} s old \
+             and the traffic read before; changes are disabled until the store is back. \
+             Routing continues from the snapshot.",
+            self.since.strftime("%Y-%m-%d %H:%M:%S"),
+            self.snapshot_age_secs
+        )
+    }
+}
+
+impl AppState {
+    /// Whether the store is unreachable now (as the last call to it found).
+    pub fn outage(&self) -> Option<Outage> {
+        let health = self.store_metrics.health();
+        let since = health.down_since?;
+        let age_from = health.last_ok.unwrap_or(since);
+        let snapshot_age_secs = jiff::Timestamp::now()
+            .duration_since(age_from)
+            .as_secs()
+            .max(0) as u64;
+        Some(Outage {
+            since,
+            snapshot_age_secs,
+        })
+    }
+
+    /// The store's kind for people: `firestore`, `embedded`.
+    pub fn store_kind(&self) -> &str {
+        self.store_label.split(' ').next().unwrap_or("store")
+    }
+
+    /// The config of `name`, from the snapshot.
+    pub fn config(&self, name: &str) -> Option<PolicyConfig> {
+        self.splitter.policy(name).map(|c| (*c).clone())
+    }
+
+    /// Every config, from the snapshot.
+    pub fn configs(&self) -> Vec<PolicyConfig> {
+        self.splitter
+            .policies()
+            .values()
+            .map(|c| (**c).clone())
+            .collect()
+    }
+
+    /// `config`'s newest audit events (newest first, at most [`super::events::KEEP`]): from the
+    /// store when the policy changed since they were last read, else from memory; during an
+    /// outage, whatever memory holds.
+    pub async fn events(&self, config: &PolicyConfig) -> splitter::Result<Arc<Vec<AuditEvent>>> {
+        let read_store = self.outage().is_none();
+        match self.events.latest(&*self.store, config, read_store).await {
+            Err(Error::Unavailable { .. }) => self.events.latest(&*self.store, config, false).await,
+            other => other,
+        }
+    }
+
+    /// Runs a change: refused at once while the store is known to be unreachable; on success
+    /// the snapshot holds the new config before this returns (a page read next shows it).
+    /// A store failure is logged with its detail and answered with what an operator can do.
+    pub async fn execute(&self, request: &Request) -> splitter::Result<Option<PolicyConfig>> {
+        let store = self.store_kind().to_string();
+        let refused = |detail: String| Error::Unavailable {
+            store: if store == "firestore" {
+                "firestore"
+            } else {
+                "embedded"
+            },
+            detail,
+        };
+        if let Some(outage) = self.outage() {
+            return Err(refused(outage.describe(&store)));
+        }
+        match self.store.execute(request).await {
+            Ok(after) => {
+                match &after {
+                    Some(c) => self.splitter.put(Arc::new(c.clone())),
+                    None => self.splitter.remove(request.policy.as_str()),
+                }
+                Ok(after)
+            }
+            Err(Error::Unavailable { detail, .. }) => {
+                tracing::warn!(error = %detail, policy = %request.policy, "a change failed: the store is unreachable");
+                Err(refused("it did not answer".into()))
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Simulator uploads made without JavaScript, in memory, so that an upload can redirect to a

@@ -1,13 +1,13 @@
 //! A store that bills like Firestore (see `fleet_cost.rs`): configs and events are kept and
-//! returned; traffic documents are counted, not kept.
+//! returned; traffic documents are kept without their content (only their number costs).
 
 use splitter::ops::{AuditEvent, Change};
-use splitter::store::ConfigStore;
-use splitter::traffic::TrafficMinute;
+use splitter::store::{PolicyChange, PolicyStore, TrafficStore};
+use splitter::traffic::{ReplicaMinute, StoredMinute};
 use splitter::{PolicyConfig, PolicyName, Result};
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Mutex;
-use tokio::sync::watch;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, watch};
 
 /// Documents read, written and deleted.
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,13 +36,11 @@ impl Counts {
 }
 
 pub struct CostStore {
-    replicas: usize,
-    policies: usize,
-    /// The first minute of the simulation: the 25 h before it hold a fleet's steady-state
-    /// traffic (every replica wrote every policy every minute).
-    start_minute: i64,
     state: Mutex<State>,
     changed: watch::Sender<u64>,
+    feed: broadcast::Sender<PolicyChange>,
+    started: tokio::time::Instant,
+    epoch_micros: i64,
 }
 
 #[derive(Default)]
@@ -50,68 +48,36 @@ struct State {
     counts: Counts,
     configs: BTreeMap<String, PolicyConfig>,
     events: Vec<AuditEvent>,
-    /// Keys of traffic documents written during the simulation, and how many per minute and
-    /// per (policy, minute).
-    traffic_keys: HashSet<String>,
-    per_minute: BTreeMap<i64, usize>,
-    per_policy_minute: BTreeMap<(String, i64), usize>,
-    /// When the last prune ran (steady state: the one before the simulation, 10 min earlier).
-    pruned_at: Option<tokio::time::Instant>,
+    /// Traffic documents by position (their content is dropped: only their number costs),
+    /// and each key's position.
+    by_position: BTreeMap<i64, Vec<ReplicaMinute>>,
+    positions: HashMap<String, i64>,
+    last_position: i64,
 }
 
 impl CostStore {
-    pub fn new(replicas: usize, policies: usize) -> CostStore {
+    pub fn new() -> CostStore {
         CostStore {
-            replicas,
-            policies,
-            start_minute: splitter::traffic::minute_of(jiff::Timestamp::now()),
             state: Mutex::new(State::default()),
             changed: watch::channel(0).0,
+            feed: broadcast::channel(splitter::store::FEED_CAPACITY).0,
+            started: tokio::time::Instant::now(),
+            epoch_micros: jiff::Timestamp::now().as_microsecond() as i64,
         }
     }
 
     pub fn counts(&self) -> Counts {
         self.state.lock().unwrap().counts
     }
-
-    /// Traffic documents Firestore holds for minutes `from..=to` (one policy or all).
-    fn traffic_docs(&self, state: &State, policy: Option<&str>, from: i64, to: i64) -> u64 {
-        let history_to = to.min(self.start_minute - 1);
-        let history_from = from.max(self.start_minute - 25 * 60);
-        let history_minutes = (history_to - history_from + 1).max(0) as u64;
-        let per_minute = self.replicas as u64
-            * if policy.is_some() {
-                1
-            } else {
-                self.policies as u64
-            };
-        let simulated: usize = match policy {
-            None => state
-                .per_minute
-                .range(from.max(self.start_minute)..=to)
-                .map(|(_, n)| n)
-                .sum(),
-            Some(p) => (from.max(self.start_minute)..=to)
-                .map(|m| {
-                    state
-                        .per_policy_minute
-                        .get(&(p.to_string(), m))
-                        .copied()
-                        .unwrap_or(0)
-                })
-                .sum(),
-        };
-        history_minutes * per_minute + simulated as u64
-    }
 }
 
 /// A query or get is billed at least one read.
-fn billed(docs: u64) -> u64 {
-    docs.max(1)
+fn billed(docs: usize) -> u64 {
+    docs.max(1) as u64
 }
 
 #[async_trait::async_trait]
-impl ConfigStore for CostStore {
+impl PolicyStore for CostStore {
     fn describe(&self) -> String {
         "cost model".into()
     }
@@ -124,7 +90,7 @@ impl ConfigStore for CostStore {
 
     async fn list(&self) -> Result<Vec<PolicyConfig>> {
         let mut s = self.state.lock().unwrap();
-        s.counts.reads += billed(s.configs.len() as u64);
+        s.counts.reads += billed(s.configs.len());
         Ok(s.configs.values().cloned().collect())
     }
 
@@ -142,13 +108,20 @@ impl ConfigStore for CostStore {
             };
             s.events.push(change.event.clone());
         }
+        let fed = match &change.after {
+            Some(after) => PolicyChange::Put(Arc::new(after.clone())),
+            None => PolicyChange::Removed(change.policy.to_string()),
+        };
+        // Each listening replica is sent the changed document: one read each.
+        let listeners = self.feed.send(fed).unwrap_or(0);
+        self.state.lock().unwrap().counts.reads += listeners as u64;
         self.changed.send_modify(|n| *n += 1);
         Ok(())
     }
 
     async fn events(&self, name: &PolicyName, limit: usize) -> Result<Vec<AuditEvent>> {
         let mut s = self.state.lock().unwrap();
-        let mut found: Vec<AuditEvent> = s
+        let found: Vec<AuditEvent> = s
             .events
             .iter()
             .rev()
@@ -156,8 +129,7 @@ impl ConfigStore for CostStore {
             .take(limit)
             .cloned()
             .collect();
-        found.truncate(limit);
-        s.counts.reads += billed(found.len() as u64);
+        s.counts.reads += billed(found.len());
         Ok(found)
     }
 
@@ -165,48 +137,59 @@ impl ConfigStore for CostStore {
         self.changed.subscribe()
     }
 
-    async fn put_traffic(&self, minutes: &[TrafficMinute]) -> Result<()> {
+    fn feed(&self) -> broadcast::Receiver<PolicyChange> {
+        self.feed.subscribe()
+    }
+}
+
+#[async_trait::async_trait]
+impl TrafficStore for CostStore {
+    async fn put_traffic(&self, docs: &[ReplicaMinute]) -> Result<()> {
         let mut s = self.state.lock().unwrap();
-        s.counts.writes += minutes.len() as u64;
-        for m in minutes {
-            if s.traffic_keys.insert(m.key()) {
-                *s.per_minute.entry(m.minute).or_default() += 1;
-                *s.per_policy_minute
-                    .entry((m.policy.clone(), m.minute))
-                    .or_default() += 1;
+        s.counts.writes += docs.len() as u64;
+        // Positions are times, like Firestore's commit times: the wall clock at the start plus
+        // the simulated time since.
+        let now = self.epoch_micros + self.started.elapsed().as_micros() as i64;
+        let position = now.max(s.last_position + 1);
+        s.last_position = position;
+        for doc in docs {
+            let key = doc.key();
+            match s.positions.insert(key.clone(), position) {
+                Some(old) => {
+                    if let Some(at) = s.by_position.get_mut(&old) {
+                        at.retain(|d| d.key() != key);
+                    }
+                }
+                // Firestore's TTL policy deletes each document once, 25 h on.
+                None => s.counts.deletes += 1,
             }
+            let light = ReplicaMinute {
+                policies: Default::default(),
+                ..doc.clone()
+            };
+            s.by_position.entry(position).or_default().push(light);
         }
         Ok(())
     }
 
-    async fn traffic(
-        &self,
-        policy: Option<&PolicyName>,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<TrafficMinute>> {
+    async fn traffic_since(&self, since: i64) -> Result<Vec<StoredMinute>> {
         let mut s = self.state.lock().unwrap();
-        let docs = self.traffic_docs(&s, policy.map(|p| p.as_str()), from, to);
-        s.counts.reads += billed(docs);
-        Ok(Vec::new())
+        let found: Vec<StoredMinute> = s
+            .by_position
+            .range(since..)
+            .flat_map(|(at, docs)| {
+                docs.iter().map(|d| StoredMinute {
+                    doc: d.clone(),
+                    stored_at: *at,
+                })
+            })
+            .collect();
+        s.counts.reads += billed(found.len());
+        Ok(found)
     }
 
-    async fn prune_traffic(&self, before: i64) -> Result<usize> {
-        // Steady state: everything older than `before` that the last prune left is the fleet's
-        // traffic of the minutes since then (each replica, each policy, each minute).
-        let _ = before;
-        let now = tokio::time::Instant::now();
-        let mut s = self.state.lock().unwrap();
-        let last = s
-            .pruned_at
-            .unwrap_or(now - std::time::Duration::from_secs(600));
-        let minutes = (now - last).as_secs() / 60;
-        let aged = minutes * (self.replicas * self.policies) as u64;
-        if minutes > 0 {
-            s.pruned_at = Some(last + std::time::Duration::from_secs(minutes * 60));
-        }
-        s.counts.reads += billed(aged);
-        s.counts.deletes += aged;
-        Ok(aged as usize)
+    /// Firestore: TTL (counted when written).
+    async fn prune_traffic(&self, _before: i64) -> Result<usize> {
+        Ok(0)
     }
 }

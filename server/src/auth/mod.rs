@@ -52,6 +52,9 @@ pub struct Auth {
     /// always check the store.
     pub cache_secs: i64,
     cache: Mutex<std::collections::HashMap<String, (i64, Caller)>>,
+    /// When a look-up last found the store unreachable: for a few seconds after, reads use
+    /// what the cache holds, however old, instead of waiting on the store again.
+    store_down_at: Mutex<Option<i64>>,
 }
 
 /// Why a caller who proved an identity is still refused.
@@ -73,6 +76,7 @@ impl Auth {
             iap: None,
             cache_secs: 10,
             cache: Mutex::new(Default::default()),
+            store_down_at: Mutex::new(None),
         }
     }
 
@@ -107,7 +111,7 @@ impl Auth {
                     Ok(Caller {
                         principal,
                         csrf: None,
-                        session_key: None,
+                        ..Caller::default()
                     })
                 })
                 .await
@@ -129,6 +133,7 @@ impl Auth {
                 principal: Some(principal),
                 csrf: Some(credentials::digest(&format!("{key}:csrf:{email}"))),
                 session_key: Some(credentials::digest(&format!("iap:{email}"))),
+                ..Caller::default()
             });
         }
         let Some(id) = cookie(headers, SESSION_COOKIE) else {
@@ -141,6 +146,7 @@ impl Auth {
                         principal: Some(s.principal),
                         csrf: Some(s.csrf),
                         session_key: Some(credentials::digest(id)),
+                        ..Caller::default()
                     },
                     None => Caller::default(),
                 },
@@ -164,14 +170,30 @@ impl Auth {
     {
         let key = credentials::digest(credential);
         let t = now();
-        if !fresh && self.cache_secs > 0 {
-            if let Some((at, caller)) = self.cache.lock().unwrap().get(&key) {
-                if t - at < self.cache_secs {
-                    return Ok(caller.clone());
-                }
+        let down = self
+            .store_down_at
+            .lock()
+            .unwrap()
+            .is_some_and(|d| t - d < 5);
+        let cached = self.cache.lock().unwrap().get(&key).cloned();
+        if let Some((at, caller)) = &cached {
+            if !fresh && (down || (self.cache_secs > 0 && t - at < self.cache_secs)) {
+                return Ok(caller.clone());
             }
         }
-        let caller = look_up().await?;
+        let caller = match look_up().await {
+            Ok(caller) => caller,
+            // A store outage is not a dashboard outage: reads go on as whoever they were.
+            Err(e @ splitter::Error::Unavailable { .. }) => {
+                *self.store_down_at.lock().unwrap() = Some(t);
+                return match cached {
+                    Some((_, caller)) if !fresh => Ok(caller),
+                    _ => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        *self.store_down_at.lock().unwrap() = None;
         let mut cache = self.cache.lock().unwrap();
         if cache.len() >= 10_000 {
             cache.clear();

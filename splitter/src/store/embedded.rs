@@ -5,23 +5,28 @@
 //! are serialised by redb's single writer, which makes compare-and-swap exact.
 
 use super::access::{AccessKind, AccessStore};
-use super::{conflict, ConfigStore};
+use super::{conflict, PolicyChange, PolicyStore, TrafficStore};
 use crate::config::PolicyConfig;
 use crate::error::{Error, Result};
 use crate::names::PolicyName;
 use crate::ops::{AuditEvent, Change};
-use crate::traffic::TrafficMinute;
+use crate::traffic::{ReplicaMinute, StoredMinute};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 const CONFIGS: TableDefinition<&str, &[u8]> = TableDefinition::new("canary_configs");
 /// Keyed by (policy, sequence) so one policy's events are one range, oldest first.
 const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("canary_events");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-/// Keyed by (minute, policy, replica) so a time window is one range and pruning cuts a prefix.
-const TRAFFIC: TableDefinition<(i64, &str, &str), &[u8]> = TableDefinition::new("canary_traffic");
+/// Keyed by (minute, replica, shard) so pruning cuts a prefix; the value is a [`Row`].
+const TRAFFIC: TableDefinition<(i64, &str, u32), &[u8]> =
+    TableDefinition::new("canary_replica_minutes");
+/// (position, minute, replica, shard): what was stored since a position is one range.
+const TRAFFIC_BY_POSITION: TableDefinition<(i64, i64, &str, u32), u8> =
+    TableDefinition::new("canary_replica_minutes_by_position");
 const NEXT_EVENT: &str = "next_event_seq";
 /// Accounts, sessions and tokens: (collection, key) → JSON.
 const ACCESS: TableDefinition<(&str, &str), &str> = TableDefinition::new("canary_access");
@@ -30,6 +35,16 @@ pub struct EmbeddedStore {
     db: Arc<Database>,
     path: PathBuf,
     changed: watch::Sender<u64>,
+    feed: broadcast::Sender<PolicyChange>,
+    /// The last position given to a traffic write (microseconds; never goes back).
+    position: Arc<AtomicI64>,
+}
+
+/// A stored traffic document and its position.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Row {
+    stored_at: i64,
+    doc: ReplicaMinute,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Error {
@@ -71,12 +86,20 @@ impl EmbeddedStore {
         txn.open_table(EVENTS).map_err(unavailable)?;
         txn.open_table(META).map_err(unavailable)?;
         txn.open_table(TRAFFIC).map_err(unavailable)?;
+        let last = txn
+            .open_table(TRAFFIC_BY_POSITION)
+            .map_err(unavailable)?
+            .last()
+            .map_err(unavailable)?
+            .map_or(0, |(k, _)| k.value().0);
         txn.open_table(ACCESS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore {
             db: Arc::new(db),
             path,
             changed: watch::channel(0).0,
+            feed: broadcast::channel(super::FEED_CAPACITY).0,
+            position: Arc::new(AtomicI64::new(last)),
         })
     }
 
@@ -92,7 +115,7 @@ impl EmbeddedStore {
 }
 
 #[async_trait::async_trait]
-impl ConfigStore for EmbeddedStore {
+impl PolicyStore for EmbeddedStore {
     fn describe(&self) -> String {
         format!("embedded ({})", self.path.display())
     }
@@ -123,6 +146,10 @@ impl ConfigStore for EmbeddedStore {
     }
 
     async fn commit(&self, change: &Change) -> Result<()> {
+        let fed = match &change.after {
+            Some(after) => PolicyChange::Put(Arc::new(after.clone())),
+            None => PolicyChange::Removed(change.policy.to_string()),
+        };
         let change = change.clone();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
@@ -156,6 +183,7 @@ impl ConfigStore for EmbeddedStore {
             txn.commit().map_err(unavailable)
         })
         .await?;
+        self.feed.send(fed).ok();
         self.changed.send_modify(|n| *n += 1);
         Ok(())
     }
@@ -182,19 +210,51 @@ impl ConfigStore for EmbeddedStore {
         self.changed.subscribe()
     }
 
-    async fn put_traffic(&self, minutes: &[TrafficMinute]) -> Result<()> {
-        let minutes = minutes.to_vec();
+    fn feed(&self) -> broadcast::Receiver<PolicyChange> {
+        self.feed.subscribe()
+    }
+}
+
+impl EmbeddedStore {
+    /// The position for the next traffic write: now, or just after the last one.
+    fn next_position(&self) -> i64 {
+        let now = jiff::Timestamp::now().as_microsecond() as i64;
+        let previous = self
+            .position
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(now.max(last + 1))
+            })
+            .expect("the update always succeeds");
+        now.max(previous + 1)
+    }
+}
+
+#[async_trait::async_trait]
+impl TrafficStore for EmbeddedStore {
+    async fn put_traffic(&self, docs: &[ReplicaMinute]) -> Result<()> {
+        let docs = docs.to_vec();
+        let stored_at = self.next_position();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             {
                 let mut table = txn.open_table(TRAFFIC).map_err(unavailable)?;
-                for m in &minutes {
-                    table
-                        .insert(
-                            (m.minute, m.policy.as_str(), m.replica.as_str()),
-                            encode(m).as_slice(),
-                        )
+                let mut index = txn.open_table(TRAFFIC_BY_POSITION).map_err(unavailable)?;
+                for doc in docs {
+                    let key = (doc.minute, doc.replica.as_str(), doc.shard);
+                    if let Some(old) = table.get(key).map_err(unavailable)? {
+                        let old: Row = decode("traffic", old.value())?;
+                        index
+                            .remove((old.stored_at, doc.minute, doc.replica.as_str(), doc.shard))
+                            .map_err(unavailable)?;
+                    }
+                    index
+                        .insert((stored_at, doc.minute, doc.replica.as_str(), doc.shard), 0)
                         .map_err(unavailable)?;
+                    let row = encode(&Row {
+                        stored_at,
+                        doc: doc.clone(),
+                    });
+                    table.insert(key, row.as_slice()).map_err(unavailable)?;
                 }
             }
             txn.commit().map_err(unavailable)
@@ -202,28 +262,24 @@ impl ConfigStore for EmbeddedStore {
         .await
     }
 
-    async fn traffic(
-        &self,
-        policy: Option<&PolicyName>,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<TrafficMinute>> {
-        let policy = policy.map(|p| p.to_string());
+    async fn traffic_since(&self, since: i64) -> Result<Vec<StoredMinute>> {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(TRAFFIC).map_err(unavailable)?;
+            let index = txn.open_table(TRAFFIC_BY_POSITION).map_err(unavailable)?;
             let mut out = Vec::new();
-            if from > to {
-                return Ok(out);
-            }
-            let range = table
-                .range((from, "", "")..(to.saturating_add(1), "", ""))
-                .map_err(unavailable)?;
-            for entry in range {
-                let (k, v) = entry.map_err(unavailable)?;
-                let (_, p, _) = k.value();
-                if policy.as_deref().is_none_or(|want| want == p) {
-                    out.push(decode(p, v.value())?);
+            for entry in index
+                .range((since, i64::MIN, "", 0)..)
+                .map_err(unavailable)?
+            {
+                let (k, _) = entry.map_err(unavailable)?;
+                let (_, minute, replica, shard) = k.value();
+                if let Some(v) = table.get((minute, replica, shard)).map_err(unavailable)? {
+                    let row: Row = decode("traffic", v.value())?;
+                    out.push(StoredMinute {
+                        doc: row.doc,
+                        stored_at: row.stored_at,
+                    });
                 }
             }
             Ok(out)
@@ -234,16 +290,31 @@ impl ConfigStore for EmbeddedStore {
     async fn prune_traffic(&self, before: i64) -> Result<usize> {
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
-            let n;
+            let mut gone = Vec::new();
             {
                 let mut table = txn.open_table(TRAFFIC).map_err(unavailable)?;
                 let old = table
-                    .extract_from_if((i64::MIN, "", "")..(before, "", ""), |_, _| true)
+                    .extract_from_if((i64::MIN, "", 0)..(before, "", 0), |_, _| true)
                     .map_err(unavailable)?;
-                n = old.count();
+                for entry in old {
+                    let (_, v) = entry.map_err(unavailable)?;
+                    let row: Row = decode("traffic", v.value())?;
+                    gone.push((
+                        row.stored_at,
+                        row.doc.minute,
+                        row.doc.replica,
+                        row.doc.shard,
+                    ));
+                }
+                let mut index = txn.open_table(TRAFFIC_BY_POSITION).map_err(unavailable)?;
+                for (at, minute, replica, shard) in &gone {
+                    index
+                        .remove((*at, *minute, replica.as_str(), *shard))
+                        .map_err(unavailable)?;
+                }
             }
             txn.commit().map_err(unavailable)?;
-            Ok(n)
+            Ok(gone.len())
         })
         .await
     }

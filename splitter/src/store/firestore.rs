@@ -1,6 +1,9 @@
 //! The Firestore store: collection `canary_configs` (document id = policy name) and
 //! `canary_events` (one document per change, written in the change's transaction), and
-//! `canary_traffic` (one document per policy, minute and replica; see [`crate::traffic`]).
+//! `canary_replica_minutes` (one document per replica and minute, all its policies; see
+//! [`crate::traffic`]). Traffic documents carry `expire_at`, for Firestore's TTL policy:
+//! `gcloud firestore fields ttls update expire_at --collection-group=canary_replica_minutes
+//! --enable-ttl --project=PROJECT` (the README says more).
 //!
 //! The document layout stays readable by the original design's readers: `canary_percentage`
 //! (whole percent, rounded down) is written next to the exact `canary_basis_points`, and
@@ -8,101 +11,88 @@
 //! salt = policy name, revision 0.
 
 use super::access::{AccessKind, AccessStore};
-use super::{conflict, ConfigStore};
+use super::{conflict, PolicyChange, PolicyStore, TrafficStore};
 use crate::config::{Pin, PolicyConfig};
 use crate::error::{Error, Result};
 use crate::names::{Actor, PolicyName, TenantId, Version};
 use crate::ops::{AuditEvent, Change};
 use crate::share::BasisPoints;
-use crate::traffic::{TrafficMinute, VersionTraffic};
+use crate::traffic::{Minute, ReplicaMinute, StoredMinute};
 use firestore::errors::FirestoreError;
 use firestore::{
-    FirestoreDb, FirestoreDbOptions, FirestoreInstant, FirestoreListener, FirestoreListenerTarget,
-    FirestoreMemListenStateStorage, FirestoreTransaction, FirestoreWritePrecondition,
+    FirestoreDb, FirestoreDbOptions, FirestoreInstant, FirestoreListenEvent, FirestoreListener,
+    FirestoreListenerTarget, FirestoreMemListenStateStorage, FirestoreTimestamp,
+    FirestoreTransaction, FirestoreTransformServerValue, FirestoreWritePrecondition,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::{broadcast, watch, Mutex};
 
 pub const CONFIGS: &str = "canary_configs";
 pub const EVENTS: &str = "canary_events";
-pub const TRAFFIC: &str = "canary_traffic";
+pub const TRAFFIC: &str = "canary_replica_minutes";
 /// Writes per commit (Firestore allows 500).
 const TRAFFIC_CHUNK: usize = 400;
 
-/// A `canary_traffic` document. Versions are a list, not a map: version labels may contain
-/// `.`, which Firestore field paths would split.
+/// A `canary_replica_minutes` document. The policies are one JSON text (version labels may
+/// contain `.`, which Firestore field paths would split, and one field keeps the document
+/// small); `stored_at` is set by Firestore to the commit time (readers ask for what is newer).
 #[derive(Debug, Serialize, Deserialize)]
-struct TrafficDoc {
-    policy: String,
+struct ReplicaMinuteDoc {
     minute: i64,
     replica: String,
-    versions: Vec<VersionRow>,
-    #[serde(default)]
+    shard: i64,
+    shards: i64,
+    seq: i64,
     written_at: i64,
+    policies: String,
+    #[serde(with = "firestore::serialize_as_timestamp")]
+    expire_at: FirestoreInstant,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(with = "firestore::serialize_as_optional_timestamp")]
+    stored_at: Option<FirestoreInstant>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct VersionRow {
-    version: String,
-    requests: i64,
-    errors: i64,
-    latency: Vec<i64>,
-    latency_sum_us: i64,
-}
-
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-impl From<&TrafficMinute> for TrafficDoc {
-    fn from(m: &TrafficMinute) -> TrafficDoc {
-        TrafficDoc {
-            policy: m.policy.clone(),
+impl From<&ReplicaMinute> for ReplicaMinuteDoc {
+    fn from(m: &ReplicaMinute) -> ReplicaMinuteDoc {
+        ReplicaMinuteDoc {
             minute: m.minute,
             replica: m.replica.clone(),
-            versions: m
-                .versions
-                .iter()
-                .map(|(v, t)| VersionRow {
-                    version: v.clone(),
-                    requests: to_i64(t.requests),
-                    errors: to_i64(t.errors),
-                    latency: t.latency.iter().map(|&n| to_i64(n)).collect(),
-                    latency_sum_us: to_i64(t.latency_sum_us),
-                })
-                .collect(),
+            shard: i64::from(m.shard),
+            shards: i64::from(m.shards),
+            seq: i64::try_from(m.seq).unwrap_or(i64::MAX),
             written_at: m.written_at,
+            policies: serde_json::to_string(&m.policies).expect("traffic always serialises"),
+            expire_at: m.expires_at(),
+            stored_at: None,
         }
     }
 }
 
-impl From<TrafficDoc> for TrafficMinute {
-    fn from(d: TrafficDoc) -> TrafficMinute {
-        let n = |x: i64| u64::try_from(x).unwrap_or(0);
-        TrafficMinute {
-            policy: d.policy,
-            minute: d.minute,
-            replica: d.replica,
-            versions: d
-                .versions
-                .into_iter()
-                .map(|r| {
-                    (
-                        r.version,
-                        VersionTraffic {
-                            requests: n(r.requests),
-                            errors: n(r.errors),
-                            latency: r.latency.into_iter().map(n).collect(),
-                            latency_sum_us: n(r.latency_sum_us),
-                        },
-                    )
-                })
-                .collect(),
-            written_at: d.written_at,
-        }
+impl ReplicaMinuteDoc {
+    fn into_stored(self) -> Result<StoredMinute> {
+        let key = format!("{}@{}@{}", self.minute, self.replica, self.shard);
+        let policies: Minute =
+            serde_json::from_str(&self.policies).map_err(|e| Error::Corrupt {
+                store: "firestore",
+                key: key.clone(),
+                detail: e.to_string(),
+            })?;
+        let stored_at = self.stored_at.map_or(0, |t| t.as_microsecond() as i64);
+        Ok(StoredMinute {
+            doc: ReplicaMinute {
+                minute: self.minute,
+                replica: self.replica,
+                shard: u32::try_from(self.shard).unwrap_or(0),
+                shards: u32::try_from(self.shards).unwrap_or(1),
+                seq: u64::try_from(self.seq).unwrap_or(0),
+                written_at: self.written_at,
+                policies,
+            },
+            stored_at,
+        })
     }
 }
 
@@ -270,6 +260,28 @@ impl EventDoc {
     }
 }
 
+/// What a listen event means for followers (`None`: nothing they need).
+fn feed_change(event: FirestoreListenEvent) -> Option<PolicyChange> {
+    use firestore::gcloud_sdk::google::firestore::v1::target_change::TargetChangeType;
+    let id = |path: &str| path.rsplit('/').next().unwrap_or_default().to_string();
+    match event {
+        FirestoreListenEvent::DocumentChange(change) => {
+            let doc = change.document?;
+            let config = FirestoreDb::deserialize_doc_to::<PolicyDoc>(&doc)
+                .ok()
+                .and_then(|d| d.into_config().ok());
+            // An unreadable document: a full read reports it properly.
+            Some(config.map_or(PolicyChange::Resync, |c| PolicyChange::Put(Arc::new(c))))
+        }
+        FirestoreListenEvent::DocumentDelete(d) => Some(PolicyChange::Removed(id(&d.document))),
+        FirestoreListenEvent::DocumentRemove(d) => Some(PolicyChange::Removed(id(&d.document))),
+        FirestoreListenEvent::Filter(_) => Some(PolicyChange::Resync),
+        FirestoreListenEvent::TargetChange(t) => {
+            (t.target_change_type == TargetChangeType::Reset as i32).then_some(PolicyChange::Resync)
+        }
+    }
+}
+
 /// Whether a commit failed because another writer got there first (a precondition failed).
 fn lost_race(e: &FirestoreError) -> bool {
     match e {
@@ -292,6 +304,7 @@ pub struct FirestoreStore {
     db: FirestoreDb,
     project: String,
     changed: watch::Sender<u64>,
+    feed: broadcast::Sender<PolicyChange>,
     listener: Mutex<Option<FirestoreListener<FirestoreDb, FirestoreMemListenStateStorage>>>,
 }
 
@@ -308,6 +321,7 @@ impl FirestoreStore {
             db,
             project: project.to_string(),
             changed: watch::channel(0).0,
+            feed: broadcast::channel(super::FEED_CAPACITY).0,
             listener: Mutex::new(None),
         });
         store.listen().await?;
@@ -328,10 +342,15 @@ impl FirestoreStore {
             .add_target(FirestoreListenerTarget::new(17), &mut listener)
             .map_err(unavailable)?;
         let changed = self.changed.clone();
+        let feed = self.feed.clone();
         listener
-            .start(move |_event| {
-                // Any event (change, delete, reset, current) may mean a new state: followers
-                // re-read the collection, which is correct whatever the listen protocol sent.
+            .start(move |event| {
+                // Followers apply each changed document as it comes; a reset or an existence
+                // filter (the listen protocol's "you may have missed something") asks them to
+                // read the collection again.
+                if let Some(change) = feed_change(event) {
+                    feed.send(change).ok();
+                }
                 changed.send_modify(|n| *n += 1);
                 async { Ok(()) }
             })
@@ -394,7 +413,7 @@ impl FirestoreStore {
 }
 
 #[async_trait::async_trait]
-impl ConfigStore for FirestoreStore {
+impl PolicyStore for FirestoreStore {
     fn describe(&self) -> String {
         match std::env::var("FIRESTORE_EMULATOR_HOST") {
             Ok(host) => format!("firestore (project {}, emulator at {host})", self.project),
@@ -516,72 +535,57 @@ impl ConfigStore for FirestoreStore {
         self.changed.subscribe()
     }
 
-    async fn put_traffic(&self, minutes: &[TrafficMinute]) -> Result<()> {
-        self.commit_chunked(minutes, |m, tx| {
+    fn feed(&self) -> broadcast::Receiver<PolicyChange> {
+        self.feed.subscribe()
+    }
+}
+
+#[async_trait::async_trait]
+impl TrafficStore for FirestoreStore {
+    async fn put_traffic(&self, docs: &[ReplicaMinute]) -> Result<()> {
+        self.commit_chunked(docs, |m, tx| {
             self.db
                 .fluent()
                 .update()
                 .in_col(TRAFFIC)
                 .document_id(m.key())
-                .object(&TrafficDoc::from(m))
+                .transforms(|t| {
+                    t.fields([t
+                        .field("stored_at")
+                        .server_value(FirestoreTransformServerValue::RequestTime)])
+                })
+                .object(&ReplicaMinuteDoc::from(m))
                 .add_to_transaction(tx)
                 .map(|_| ())
         })
         .await
     }
 
-    async fn traffic(
-        &self,
-        policy: Option<&PolicyName>,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<TrafficMinute>> {
-        let policy = policy.map(|p| p.to_string());
-        let docs: Vec<TrafficDoc> = self
+    async fn traffic_since(&self, since: i64) -> Result<Vec<StoredMinute>> {
+        let since = jiff::Timestamp::from_microsecond(since).map_err(unavailable)?;
+        let docs: Vec<ReplicaMinuteDoc> = self
             .db
             .fluent()
             .select()
             .from(TRAFFIC)
             .filter(|q| {
-                q.for_all([
-                    q.field("minute").greater_than_or_equal(from),
-                    q.field("minute").less_than_or_equal(to),
-                    policy.as_deref().and_then(|p| q.field("policy").eq(p)),
-                ])
+                q.for_all([q
+                    .field("stored_at")
+                    .greater_than_or_equal(FirestoreTimestamp(since))])
             })
             .obj()
             .query()
             .await
             .map_err(unavailable)?;
-        Ok(docs.into_iter().map(TrafficMinute::from).collect())
+        docs.into_iter()
+            .map(ReplicaMinuteDoc::into_stored)
+            .collect()
     }
 
-    async fn prune_traffic(&self, before: i64) -> Result<usize> {
-        let old: Vec<TrafficDoc> = self
-            .db
-            .fluent()
-            .select()
-            .from(TRAFFIC)
-            .filter(|q| q.for_all([q.field("minute").less_than(before)]))
-            .obj()
-            .query()
-            .await
-            .map_err(unavailable)?;
-        let keys: Vec<String> = old
-            .into_iter()
-            .map(|d| TrafficMinute::from(d).key())
-            .collect();
-        self.commit_chunked(&keys, |key, tx| {
-            self.db
-                .fluent()
-                .delete()
-                .from(TRAFFIC)
-                .document_id(key)
-                .add_to_transaction(tx)
-                .map(|_| ())
-        })
-        .await?;
-        Ok(keys.len())
+    /// Firestore deletes expired traffic itself (TTL on `expire_at`): nothing to do, nothing
+    /// billed here.
+    async fn prune_traffic(&self, _before: i64) -> Result<usize> {
+        Ok(0)
     }
 }
 

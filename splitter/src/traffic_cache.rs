@@ -1,0 +1,231 @@
+//! Each replica's copy of the fleet's stored traffic: the last 25 h of every replica's
+//! documents, in memory, kept current by reading **only** the documents stored since the last
+//! read (each store assigns every write a position, [`StoredMinute::stored_at`]). Page views
+//! read this, never the store; a closed minute is read from the store once.
+
+use crate::error::Result;
+use crate::store::TrafficStore;
+use crate::traffic::{Minute, ReplicaMinute, StoredMinute, VersionTraffic};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use crate::traffic::RETENTION_MINUTES;
+
+#[derive(Default)]
+pub struct TrafficCache {
+    state: Mutex<State>,
+    /// When a page last read the cache (its reader polls often only while someone looks).
+    viewed: Mutex<Option<std::time::Instant>>,
+}
+
+/// A replica whose traffic pages nobody viewed for this long reads the store only every
+/// `idle_every` ([`TrafficCache::spawn_reader`]): most replicas of a fleet serve no dashboard.
+pub const VIEWED_RECENTLY: Duration = Duration::from_secs(120);
+
+#[derive(Default)]
+struct State {
+    /// (minute, replica) → that replica's newest flush of that minute.
+    flushes: BTreeMap<(i64, String), Flush>,
+    /// Where the next read starts: the newest position read so far.
+    cursor: Option<i64>,
+    reads: u64,
+}
+
+struct Flush {
+    seq: u64,
+    written_at: i64,
+    shards: BTreeMap<u32, Minute>,
+}
+
+/// One policy's traffic per minute, replicas summed, and when each minute was last written.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PolicyMinutes {
+    pub minutes: BTreeMap<i64, BTreeMap<String, VersionTraffic>>,
+    /// Per minute: the latest time (Unix seconds) any replica's totals were taken.
+    pub written_through: BTreeMap<i64, i64>,
+}
+
+impl TrafficCache {
+    pub fn new() -> TrafficCache {
+        TrafficCache::default()
+    }
+
+    /// Takes documents in: a later flush of a (minute, replica) replaces every shard of an
+    /// earlier one; shards of the same flush add up; older flushes are ignored.
+    pub fn apply(&self, docs: impl IntoIterator<Item = ReplicaMinute>) {
+        let mut state = self.state.lock().unwrap();
+        for doc in docs {
+            let key = (doc.minute, doc.replica.clone());
+            let flush = state.flushes.entry(key).or_insert_with(|| Flush {
+                seq: doc.seq,
+                written_at: doc.written_at,
+                shards: BTreeMap::new(),
+            });
+            if doc.seq < flush.seq {
+                continue;
+            }
+            if doc.seq > flush.seq {
+                *flush = Flush {
+                    seq: doc.seq,
+                    written_at: doc.written_at,
+                    shards: BTreeMap::new(),
+                };
+            }
+            flush.shards.insert(doc.shard, doc.policies);
+        }
+    }
+
+    /// Reads what the store holds since the last read (the last [`RETENTION_MINUTES`] on the
+    /// first), takes it in, and forgets minutes older than that. Returns how many documents
+    /// came back.
+    pub async fn refresh(&self, store: &dyn TrafficStore, now: jiff::Timestamp) -> Result<usize> {
+        let earliest = now.as_microsecond() - RETENTION_MINUTES * 60_000_000;
+        let since = self.state.lock().unwrap().cursor.unwrap_or(earliest);
+        let stored: Vec<StoredMinute> = store.traffic_since(since).await?;
+        let n = stored.len();
+        let newest = stored.iter().map(|s| s.stored_at).max();
+        self.apply(stored.into_iter().map(|s| s.doc));
+        let mut state = self.state.lock().unwrap();
+        state.cursor = Some(newest.map_or(since, |t| t.max(since)));
+        state.reads += 1;
+        let oldest_minute = crate::traffic::minute_of(now) - RETENTION_MINUTES;
+        state.flushes.retain(|(m, _), _| *m >= oldest_minute);
+        Ok(n)
+    }
+
+    /// Refreshes every `every` while a page read the cache in the last [`VIEWED_RECENTLY`],
+    /// else every `idle_every` (a minute rewritten many times is then read once), until the
+    /// cache is dropped elsewhere.
+    pub fn spawn_reader(
+        self: &Arc<Self>,
+        store: Arc<dyn TrafficStore>,
+        every: Duration,
+        idle_every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut last_read = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(cache) = weak.upgrade() else {
+                    return;
+                };
+                if !cache.viewed_recently() && last_read.elapsed() < idle_every {
+                    continue;
+                }
+                last_read = tokio::time::Instant::now();
+                if let Err(e) = cache.refresh(&*store, jiff::Timestamp::now()).await {
+                    tracing::warn!(error = %e, "reading new traffic failed; pages show what was read before");
+                }
+            }
+        })
+    }
+
+    fn viewed(&self) {
+        *self.viewed.lock().unwrap() = Some(std::time::Instant::now());
+    }
+
+    fn viewed_recently(&self) -> bool {
+        self.viewed
+            .lock()
+            .unwrap()
+            .is_some_and(|at| at.elapsed() < VIEWED_RECENTLY)
+    }
+
+    /// Whether the first read has happened.
+    pub fn loaded(&self) -> bool {
+        self.state.lock().unwrap().cursor.is_some()
+    }
+
+    /// `policy`'s traffic in minutes `from..=to`, replicas summed.
+    pub fn policy(&self, policy: &str, from: i64, to: i64) -> PolicyMinutes {
+        self.viewed();
+        let state = self.state.lock().unwrap();
+        let mut out = PolicyMinutes::default();
+        let range = (from, String::new())..(to.saturating_add(1), String::new());
+        for ((minute, _), flush) in state.flushes.range(range) {
+            for versions in flush.shards.values().filter_map(|s| s.get(policy)) {
+                let slot = out.minutes.entry(*minute).or_default();
+                for (v, t) in versions {
+                    slot.entry(v.clone()).or_default().add(t);
+                }
+                let through = out
+                    .written_through
+                    .entry(*minute)
+                    .or_insert(flush.written_at);
+                *through = (*through).max(flush.written_at);
+            }
+        }
+        out
+    }
+
+    /// Every policy's traffic in minutes `from..=to`, minutes and replicas summed.
+    pub fn totals(&self, from: i64, to: i64) -> BTreeMap<String, BTreeMap<String, VersionTraffic>> {
+        self.viewed();
+        let state = self.state.lock().unwrap();
+        let mut out: BTreeMap<String, BTreeMap<String, VersionTraffic>> = BTreeMap::new();
+        let range = (from, String::new())..(to.saturating_add(1), String::new());
+        for (_, flush) in state.flushes.range(range) {
+            for (policy, versions) in flush.shards.values().flatten() {
+                let slot = out.entry(policy.clone()).or_default();
+                for (v, t) in versions {
+                    slot.entry(v.clone()).or_default().add(t);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(
+        minute: i64,
+        replica: &str,
+        seq: u64,
+        shard: u32,
+        policy: &str,
+        n: u64,
+    ) -> ReplicaMinute {
+        let t = VersionTraffic {
+            requests: n,
+            ..Default::default()
+        };
+        ReplicaMinute {
+            minute,
+            replica: replica.into(),
+            shard,
+            shards: 1,
+            seq,
+            written_at: minute * 60 + seq as i64,
+            policies: [(policy.to_string(), [("v1".to_string(), t)].into())].into(),
+        }
+    }
+
+    #[test]
+    fn a_later_flush_replaces_an_earlier_one_and_replicas_add_up() {
+        let cache = TrafficCache::new();
+        cache.apply([doc(10, "a", 1, 0, "p", 3), doc(10, "b", 7, 0, "p", 4)]);
+        cache.apply([doc(10, "a", 2, 0, "p", 5), doc(10, "a", 1, 0, "p", 3)]);
+        let p = cache.policy("p", 10, 10);
+        assert_eq!(p.minutes[&10]["v1"].requests, 9, "a's newest (5) + b's (4)");
+        assert_eq!(p.written_through[&10], 10 * 60 + 7);
+        assert_eq!(cache.totals(0, 20)["p"]["v1"].requests, 9);
+        assert!(cache.policy("p", 11, 20).minutes.is_empty());
+    }
+
+    #[test]
+    fn shards_of_one_flush_add_up_and_a_newer_flush_drops_stale_shards() {
+        let cache = TrafficCache::new();
+        cache.apply([doc(3, "a", 1, 0, "p", 1), doc(3, "a", 1, 1, "q", 2)]);
+        assert_eq!(cache.totals(3, 3).len(), 2);
+        // The next flush fits in one shard: shard 1 of flush 1 must not linger.
+        cache.apply([doc(3, "a", 2, 0, "p", 6)]);
+        let totals = cache.totals(3, 3);
+        assert_eq!(totals.keys().collect::<Vec<_>>(), ["p"]);
+        assert_eq!(totals["p"]["v1"].requests, 6);
+    }
+}
