@@ -43,6 +43,11 @@ const WRITE: f64 = 0.18 / 100_000.0;
 const DELETE: f64 = 0.02 / 100_000.0;
 
 fn main() {
+    // Test runners list targets with `--list`: this is a report, not a test (the cost tests
+    // are in `tests/cost.rs`).
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
     let fleets = [(2, 50, 1), (10, 1_000, 5), (50, 5_000, 20)];
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     println!("| replicas | policies | dashboards | reads/h | writes/h | deletes/h | $/day |");
