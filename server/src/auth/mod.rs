@@ -320,7 +320,9 @@ pub async fn guard(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> R
                 api,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
-                "cannot check your sign-in: the store is unavailable; try again shortly",
+                "the store is unreachable: no change can be made now (your sign-in cannot be \
+                 checked either). Routing continues from the last snapshot; try again when \
+                 /healthz says ok",
             );
         }
     };
