@@ -196,6 +196,26 @@ fn store(out: &mut Exposition, state: &AppState) {
             out.sample(name, &format!("op=\"{op}\""), value(s));
         }
     }
+    let docs = state.store_metrics.documents();
+    let name = "apx_canary_store_documents_total";
+    out.family(
+        name,
+        "counter",
+        "Store documents read, written and deleted, as Firestore bills them (a query is at least one read).",
+    );
+    for (kind, n) in [
+        ("read", docs.read),
+        ("written", docs.written),
+        ("deleted", docs.deleted),
+    ] {
+        out.sample(name, &format!("kind=\"{kind}\""), n);
+    }
+    out.single(
+        "apx_canary_store_unreachable",
+        "gauge",
+        "1 while calls to the store fail because it cannot be reached.",
+        u8::from(state.outage().is_some()),
+    );
 }
 
 fn recorder(out: &mut Exposition, state: &AppState) {
