@@ -551,6 +551,64 @@ mod suite {
         );
     }
 
+    /// The change feed carries each committed config and each delete, so a follower applies
+    /// them without reading the collection; the snapshot drops a deleted policy.
+    pub async fn feed_carries_changes_and_deletes(store: Arc<dyn PolicyStore>) {
+        use splitter::store::PolicyChange;
+        let mut feed = store.feed();
+        let split = Splitter::follow(store.clone(), Duration::from_secs(3600))
+            .await
+            .unwrap();
+        let c = exec(
+            &*store,
+            req("fed", None, create_op("v1", Some("v2")), "alice", ""),
+        )
+        .await;
+        // The Firestore listener may also send the initial state: wait for ours. (The emulator
+        // resets its listener after changes: a delete may then come as "read everything again",
+        // which the snapshot obeys as well.)
+        async fn next(
+            feed: &mut tokio::sync::broadcast::Receiver<PolicyChange>,
+            put: bool,
+        ) -> PolicyChange {
+            let wait = Duration::from_secs(10);
+            loop {
+                let change = tokio::time::timeout(wait, feed.recv())
+                    .await
+                    .expect("the change within 10 s")
+                    .unwrap();
+                match &change {
+                    PolicyChange::Put(p) if put && p.policy_name.as_str() == "fed" => {
+                        return change
+                    }
+                    PolicyChange::Removed(n) if !put && n == "fed" => return change,
+                    PolicyChange::Resync if !put => return change,
+                    _ => continue,
+                }
+            }
+        }
+        assert_eq!(
+            next(&mut feed, true).await,
+            PolicyChange::Put(Arc::new(c.clone()))
+        );
+        let delete = req("fed", Some(c.revision), Operation::Delete, "alice", "");
+        assert_eq!(store.execute(&delete).await.unwrap(), None);
+        let removed = next(&mut feed, false).await;
+        assert!(
+            matches!(&removed, PolicyChange::Removed(n) if n == "fed")
+                || removed == PolicyChange::Resync,
+            "{removed:?}"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while split.policy("fed").is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the snapshot kept a deleted policy"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn rules_write_nothing(store: &dyn PolicyStore) {
         let c = exec(
             store,
@@ -842,6 +900,12 @@ macro_rules! conformance {
             async fn snapshot_follows_changes() {
                 let h = super::$store("follow").await;
                 suite::snapshot_follows_changes(h.store.clone()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn feed_carries_changes_and_deletes() {
+                let h = super::$store("feed").await;
+                suite::feed_carries_changes_and_deletes(h.store.clone()).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
