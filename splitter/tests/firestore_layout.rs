@@ -94,3 +94,65 @@ async fn reads_legacy_documents_and_keeps_writing_canary_percentage() {
     assert_eq!(c.canary_basis_points.get(), 1250);
     assert_eq!(c.revision, 1);
 }
+
+/// A traffic document as Firestore holds it: `expire_at` (a timestamp, for the TTL policy) 25 h
+/// after its minute, and `stored_at` set by Firestore to the commit time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_documents_carry_their_expiry_and_commit_time() {
+    use splitter::store::firestore::TRAFFIC;
+    use splitter::store::TrafficStore;
+    use splitter::traffic::ReplicaMinute;
+
+    #[derive(Deserialize)]
+    struct Raw {
+        #[serde(with = "firestore::serialize_as_timestamp")]
+        expire_at: FirestoreInstant,
+        #[serde(with = "firestore::serialize_as_timestamp")]
+        stored_at: FirestoreInstant,
+        policies: String,
+    }
+    support::shared_emulator();
+    let store = FirestoreStore::connect(&support::unique_project("ttl"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let minute = splitter::traffic::minute_of(jiff::Timestamp::now());
+    let doc = ReplicaMinute {
+        minute,
+        replica: "r1".into(),
+        shard: 0,
+        shards: 1,
+        seq: 1,
+        written_at: minute * 60,
+        policies: [(
+            "pay".to_string(),
+            [("v1.2".to_string(), Default::default())].into(),
+        )]
+        .into(),
+    };
+    let before = FirestoreInstant::now();
+    store.put_traffic(std::slice::from_ref(&doc)).await.unwrap();
+    let raw: Raw = store
+        .db()
+        .fluent()
+        .select()
+        .by_id_in(TRAFFIC)
+        .obj()
+        .one(&doc.key())
+        .await
+        .unwrap()
+        .expect("the document is there");
+    assert_eq!(raw.expire_at.as_second(), (minute + 1 + 25 * 60) * 60);
+    assert!(
+        raw.stored_at >= before - jiff::SignedDuration::from_secs(5),
+        "{}",
+        raw.stored_at
+    );
+    assert!(
+        raw.policies.contains("\"v1.2\""),
+        "versions with dots are kept as JSON text"
+    );
+    let read = store.traffic_since(0).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].stored_at, raw.stored_at.as_microsecond() as i64);
+    assert_eq!(read[0].doc, doc);
+}
