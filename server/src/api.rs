@@ -241,7 +241,7 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     Json(json!({
         "status": status,
         "store": state.store_label,
-        "snapshot_age_ms": health.age.as_millis() as u64,
+        "snapshot_age_ms": state.snapshot_age().as_millis() as u64,
         "snapshot_error": health.last_error,
         "policies": health.policies,
         "traffic": {

@@ -160,8 +160,8 @@ fn snapshot(out: &mut Exposition, state: &AppState) {
     out.single(
         "apx_canary_snapshot_age_seconds",
         "gauge",
-        "Time since the routing snapshot last matched the store.",
-        health.age.as_secs_f64(),
+        "How old the routing snapshot may be: time since the store last answered (the change feed keeps the snapshot current while it does).",
+        state.snapshot_age().as_secs_f64(),
     );
     out.single(
         "apx_canary_snapshot_refresh_failing",

@@ -93,3 +93,42 @@ pub fn follows(new: &[AuditEvent], after: u64, to: u64) -> bool {
             .zip((after + 1..=to).rev())
             .all(|(e, r)| e.revision == r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(revision: u64) -> AuditEvent {
+        let config = splitter::PolicyConfig::new(
+            splitter::PolicyName::new("p").unwrap(),
+            splitter::Version::new("v1").unwrap(),
+            None,
+            splitter::BasisPoints::ZERO,
+            splitter::Actor::new("a").unwrap(),
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        AuditEvent {
+            id: format!("p.{revision}"),
+            policy_name: config.policy_name.clone(),
+            action: "set_share".into(),
+            before: None,
+            after: Some(config),
+            actor: splitter::Actor::new("a").unwrap(),
+            reason: String::new(),
+            time: jiff::Timestamp::UNIX_EPOCH,
+            revision,
+        }
+    }
+
+    #[test]
+    fn only_exactly_the_missing_revisions_follow() {
+        assert!(follows(&[event(7), event(6)], 5, 7));
+        assert!(follows(&[], 5, 5));
+        assert!(!follows(&[event(7)], 5, 7), "one missing");
+        assert!(!follows(&[event(6), event(7)], 5, 7), "oldest first");
+        assert!(
+            !follows(&[event(2), event(1)], 5, 7),
+            "a re-created policy's"
+        );
+    }
+}

@@ -67,6 +67,21 @@ impl AppState {
         })
     }
 
+    /// How old the routing snapshot may be: the change feed keeps it current while the store
+    /// answers, so this is the time since the store last answered (or since the snapshot last
+    /// applied a change or a full read, if that is sooner).
+    pub fn snapshot_age(&self) -> std::time::Duration {
+        let applied = self.splitter.health().age;
+        let answered = self.store_metrics.health().last_ok.map(|t| {
+            let secs = jiff::Timestamp::now()
+                .duration_since(t)
+                .as_secs_f64()
+                .max(0.0);
+            std::time::Duration::from_secs_f64(secs)
+        });
+        answered.map_or(applied, |a| a.min(applied))
+    }
+
     /// The store's kind for people: `firestore`, `embedded`.
     pub fn store_kind(&self) -> &str {
         self.store_label.split(' ').next().unwrap_or("store")
