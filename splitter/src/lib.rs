@@ -3,7 +3,8 @@
 //! - [`bucket`]: the bucketing contract (`vectors/` proves it).
 //! - [`share`], [`names`], [`config`]: the validated policy model.
 //! - [`decision`]: one request's decision; [`simulate`]: previews of a share change.
-//! - [`ops`]: operations and their audit events, as pure functions.
+//! - [`ops`]: operations and their audit events, as pure functions; [`analysis`]: judging a
+//!   canary against stable from recorded traffic, as pure functions.
 //! - [`store`] (feature `store`): the `PolicyStore` and `TrafficStore` traits, embedded and
 //!   Firestore stores; [`snapshot`]: the in-memory snapshot that follows a store's change feed
 //!   and answers `select_version`.
@@ -11,6 +12,7 @@
 //!   replica's, [`traffic_cache`] keeps the fleet's in memory.
 //! - [`layer`] (feature `layer`): the tower layer that routes requests and records outcomes.
 
+pub mod analysis;
 pub mod bucket;
 pub mod config;
 pub mod decision;
