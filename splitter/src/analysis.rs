@@ -124,7 +124,12 @@ pub fn z_threshold(alpha: f64, looks: u32) -> f64 {
 
 /// Judges `canary` against `stable` (each summed over the same minutes). `looks`: how many
 /// times a plan may judge (one per minute of its holds), for the repeated-looks correction.
-pub fn judge(canary: &VersionTraffic, stable: &VersionTraffic, guards: &Guards, looks: u32) -> Verdict {
+pub fn judge(
+    canary: &VersionTraffic,
+    stable: &VersionTraffic,
+    guards: &Guards,
+    looks: u32,
+) -> Verdict {
     let (c, s) = (Side::from(canary), Side::from(stable));
     let threshold = z_threshold(guards.alpha, looks);
     let verdict = |outcome, z, reason: String| Verdict {
@@ -136,7 +141,11 @@ pub fn judge(canary: &VersionTraffic, stable: &VersionTraffic, guards: &Guards, 
         reason,
     };
     if c.requests == 0 && s.requests == 0 {
-        return verdict(Outcome::NoData, None, "no requests recorded for either version".into());
+        return verdict(
+            Outcome::NoData,
+            None,
+            "no requests recorded for either version".into(),
+        );
     }
     if c.requests < guards.min_requests || s.requests == 0 {
         let why = format!(
@@ -145,7 +154,9 @@ pub fn judge(canary: &VersionTraffic, stable: &VersionTraffic, guards: &Guards, 
         );
         return verdict(Outcome::Inconclusive, None, why);
     }
-    let margin = guards.error_margin.max(guards.error_margin_relative * s.error_rate());
+    let margin = guards
+        .error_margin
+        .max(guards.error_margin_relative * s.error_rate());
     let z = error_z(&c, &s, margin);
     let rates = format!(
         "canary 5xx {:.2}% ({} of {}), stable {:.2}% ({} of {})",
@@ -247,10 +258,35 @@ pub fn sum_versions(
 
 /// The standard normal quantile (Acklam's rational approximation, relative error < 1.2e-9).
 pub fn normal_quantile(p: f64) -> f64 {
-    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
-    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
-    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
-    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383577518672690e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
     let p = p.clamp(1e-300, 1.0 - 1e-16);
     let tail = |q: f64| {
         (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
@@ -284,22 +320,45 @@ mod tests {
 
     #[test]
     fn the_normal_quantile_matches_known_values() {
-        for (p, z) in [(0.5, 0.0), (0.975, 1.959964), (0.99, 2.326348), (0.999_955_6, 3.92)] {
-            assert!((normal_quantile(p) - z).abs() < 1e-3, "{p}: {}", normal_quantile(p));
+        for (p, z) in [
+            (0.5, 0.0),
+            (0.975, 1.959964),
+            (0.99, 2.326348),
+            (0.999_955_6, 3.92),
+        ] {
+            assert!(
+                (normal_quantile(p) - z).abs() < 1e-3,
+                "{p}: {}",
+                normal_quantile(p)
+            );
         }
         assert!((z_threshold(0.01, 225) - 3.92).abs() < 0.01);
     }
 
     #[test]
     fn a_canary_as_good_as_stable_passes() {
-        let v = judge(&traffic(2_000, 10, 20), &traffic(38_000, 190, 20), &Guards::default(), 225);
+        let v = judge(
+            &traffic(2_000, 10, 20),
+            &traffic(38_000, 190, 20),
+            &Guards::default(),
+            225,
+        );
         assert_eq!(v.outcome, Outcome::Pass, "{}", v.reason);
-        assert!(v.reason.contains("canary 5xx 0.50% (10 of 2000)"), "{}", v.reason);
+        assert!(
+            v.reason.contains("canary 5xx 0.50% (10 of 2000)"),
+            "{}",
+            v.reason
+        );
     }
 
     #[test]
     fn five_times_the_errors_fails_with_its_numbers() {
-        let v = judge(&traffic(1_000, 25, 20), &traffic(19_000, 95, 20), &Guards::default(), 225);
+        let v = judge(
+            &traffic(1_000, 25, 20),
+            &traffic(19_000, 95, 20),
+            &Guards::default(),
+            225,
+        );
         assert_eq!(v.outcome, Outcome::Fail, "{}", v.reason);
         assert!(v.z.unwrap() > v.z_threshold);
         assert!(v.reason.contains("2.50% (25 of 1000)"), "{}", v.reason);
@@ -307,25 +366,63 @@ mod tests {
 
     #[test]
     fn one_error_at_a_near_zero_stable_rate_is_not_a_regression() {
-        let v = judge(&traffic(150, 1, 20), &traffic(20_000, 0, 20), &Guards::default(), 225);
+        let v = judge(
+            &traffic(150, 1, 20),
+            &traffic(20_000, 0, 20),
+            &Guards::default(),
+            225,
+        );
         assert_eq!(v.outcome, Outcome::Pass, "{}", v.reason);
     }
 
     #[test]
     fn too_little_traffic_is_inconclusive_and_none_is_no_data() {
-        let v = judge(&traffic(40, 40, 20), &traffic(1_000, 0, 20), &Guards::default(), 225);
-        assert_eq!(v.outcome, Outcome::Inconclusive, "even all errors: too few to judge");
-        assert!(v.reason.contains("100 canary requests are needed"), "{}", v.reason);
-        let none = judge(&VersionTraffic::default(), &VersionTraffic::default(), &Guards::default(), 225);
+        let v = judge(
+            &traffic(40, 40, 20),
+            &traffic(1_000, 0, 20),
+            &Guards::default(),
+            225,
+        );
+        assert_eq!(
+            v.outcome,
+            Outcome::Inconclusive,
+            "even all errors: too few to judge"
+        );
+        assert!(
+            v.reason.contains("100 canary requests are needed"),
+            "{}",
+            v.reason
+        );
+        let none = judge(
+            &VersionTraffic::default(),
+            &VersionTraffic::default(),
+            &Guards::default(),
+            225,
+        );
         assert_eq!(none.outcome, Outcome::NoData);
     }
 
     #[test]
     fn latency_regressions_fail_and_small_absolute_ones_do_not() {
-        let slow = judge(&traffic(2_000, 0, 60), &traffic(20_000, 0, 40), &Guards::default(), 225);
+        let slow = judge(
+            &traffic(2_000, 0, 60),
+            &traffic(20_000, 0, 40),
+            &Guards::default(),
+            225,
+        );
         assert_eq!(slow.outcome, Outcome::Fail, "{}", slow.reason);
-        assert!(slow.reason.starts_with("latency: 100.0% of canary requests slower"), "{}", slow.reason);
-        let tiny = judge(&traffic(2_000, 0, 2), &traffic(20_000, 0, 1), &Guards::default(), 225);
+        assert!(
+            slow.reason
+                .starts_with("latency: 100.0% of canary requests slower"),
+            "{}",
+            slow.reason
+        );
+        let tiny = judge(
+            &traffic(2_000, 0, 2),
+            &traffic(20_000, 0, 1),
+            &Guards::default(),
+            225,
+        );
         assert_eq!(tiny.outcome, Outcome::Pass, "2 ms vs 1 ms: {}", tiny.reason);
     }
 }

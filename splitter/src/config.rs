@@ -61,6 +61,9 @@ pub struct PolicyConfig {
     pub created_by: Actor,
     pub updated_at: Timestamp,
     pub updated_by: Actor,
+    /// The rollout plan, if one was ever started (kept after it ends, saying how it ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<crate::plans::Plan>,
 }
 
 /// Where a policy stands in its rollout, derived from its config.
@@ -166,6 +169,7 @@ impl PolicyConfig {
             created_by: actor.clone(),
             updated_at: now,
             updated_by: actor,
+            plan: None,
         }
     }
 

@@ -19,6 +19,8 @@ pub mod decision;
 pub mod error;
 pub mod names;
 pub mod ops;
+mod plan_ops;
+pub mod plans;
 pub mod share;
 pub mod simulate;
 pub mod traffic;

@@ -49,6 +49,25 @@ pub enum Operation {
         salt: String,
     },
     Delete,
+    /// Starts a rollout plan at its first step (needs a canary version and no active plan).
+    StartPlan {
+        steps: Vec<crate::plans::Step>,
+        at_end: crate::plans::AtEnd,
+    },
+    /// Stops a running plan where it is until someone resumes it.
+    PausePlan {
+        why: String,
+    },
+    /// Resumes a paused plan; the step's hold starts again.
+    ResumePlan,
+    /// Goes to the plan's next step (or, after the last, promotes or holds for a person).
+    AdvancePlan {
+        why: String,
+    },
+    /// Ends the plan and rolls the canary back.
+    AbortPlan {
+        why: String,
+    },
 }
 
 impl Operation {
@@ -64,6 +83,11 @@ impl Operation {
             Operation::Unpin { .. } => "unpin",
             Operation::SetSalt { .. } => "set_salt",
             Operation::Delete => "delete",
+            Operation::StartPlan { .. } => "start_plan",
+            Operation::PausePlan { .. } => "pause_plan",
+            Operation::ResumePlan => "resume_plan",
+            Operation::AdvancePlan { .. } => "advance_plan",
+            Operation::AbortPlan { .. } => "abort_plan",
         }
     }
 }
@@ -134,7 +158,12 @@ pub fn plan(current: Option<&PolicyConfig>, request: &Request, now: Timestamp) -
                 Operation::Delete => None,
                 op => {
                     let mut next = cur.clone();
-                    change(&mut next, op)?;
+                    if crate::plan_ops::is_plan_op(op) {
+                        crate::plan_ops::apply(&mut next, op, now)?;
+                    } else {
+                        change(&mut next, op)?;
+                        crate::plan_ops::manual_change(&mut next, op, &request.actor, now);
+                    }
                     next.revision = cur.revision + 1;
                     next.updated_at = now;
                     next.updated_by = request.actor.clone();
@@ -292,6 +321,7 @@ fn change(c: &mut PolicyConfig, op: &Operation) -> Result<()> {
             c.salt = salt.clone();
         }
         Operation::Create(_) | Operation::Delete => unreachable!("handled by plan"),
+        _ => unreachable!("plan operations are applied by plan_ops"),
     }
     Ok(())
 }

@@ -48,6 +48,7 @@ proptest! {
         salt in proptest::option::of(any_text()), revision in proptest::option::of(any::<i64>()),
         overrides in proptest::option::of(proptest::collection::btree_map(any_text(), any_text(), 0..4)),
         created_by in any_text(), updated_by in proptest::option::of(any_text()),
+        plan in proptest::option::of(any_text()),
     ) {
         let now = jiff::Timestamp::from_second(0).unwrap();
         let doc = PolicyDoc {
@@ -55,6 +56,7 @@ proptest! {
             canary_percentage: percentage, canary_basis_points: bp, salt,
             overrides: overrides.map(|o| o.into_iter().collect::<BTreeMap<_, _>>()),
             rolled_back: None, revision, created_at: now, updated_at: now, created_by, updated_by,
+            plan,
         };
         match doc.into_config() {
             Ok(c) => prop_assert!(c.canary_basis_points.get() <= 10_000),

@@ -125,6 +125,9 @@ pub struct PolicyDoc {
     pub created_by: String,
     #[serde(default)]
     pub updated_by: Option<String>,
+    /// The rollout plan as JSON text (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -167,6 +170,10 @@ impl From<&PolicyConfig> for PolicyDoc {
             updated_at: c.updated_at,
             created_by: c.created_by.to_string(),
             updated_by: Some(c.updated_by.to_string()),
+            plan: c
+                .plan
+                .as_ref()
+                .map(|p| serde_json::to_string(p).expect("plans always serialise")),
         }
     }
 }
@@ -215,6 +222,16 @@ impl PolicyDoc {
             },
             created_by,
             updated_at: self.updated_at,
+            plan: self
+                .plan
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| Error::Corrupt {
+                    store: "firestore",
+                    key: key.clone(),
+                    detail: format!("plan: {e}"),
+                })?,
         })
     }
 }
