@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod controller;
 pub mod demo;
 pub mod error;
 pub mod forms;
@@ -69,6 +70,8 @@ pub struct TrafficSettings {
     pub retention: Duration,
     /// How often the snapshot reads every config again, as a safety net under the change feed.
     pub resync_every: Duration,
+    /// How often the plan controller judges running plans.
+    pub plan_every: Duration,
 }
 
 impl Default for TrafficSettings {
@@ -84,6 +87,7 @@ impl Default for TrafficSettings {
             idle_read_every: Duration::from_secs(300),
             retention: Duration::from_secs(25 * 3600),
             resync_every: Duration::from_secs(3600),
+            plan_every: Duration::from_secs(10),
         }
     }
 }
@@ -124,7 +128,7 @@ pub async fn app_state(
         traffic.retention,
         written,
     );
-    Ok(AppState {
+    let state = AppState {
         store_label: store.describe(),
         store,
         traffic_store,
@@ -134,7 +138,9 @@ pub async fn app_state(
         uploads: Default::default(),
         recorder,
         store_metrics,
-    })
+    };
+    controller::spawn(state.clone(), traffic.plan_every);
+    Ok(state)
 }
 
 /// Each process writes its own documents, even when a restarted container comes back with the

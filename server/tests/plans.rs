@@ -1,0 +1,276 @@
+//! Rollout plans run by the controller, end to end on both stores, on a fake clock (each tick
+//! is given its time) and traffic put into the replica's traffic cache: a healthy canary walks
+//! the preset to promotion, a failing one is rolled back with its numbers in the history, two
+//! replicas land exactly one move per step, and a person's rollback mid-hold stops the plan.
+
+use splitter::plans::{preset, AtEnd, Move, Status};
+use splitter::store::embedded::EmbeddedStore;
+use splitter::store::firestore::FirestoreStore;
+use splitter::store::Store;
+use splitter::traffic::{minute_of, ReplicaMinute, VersionTraffic};
+use splitter::{Actor, BasisPoints, NewPolicy, Operation, PolicyName, Request, Version};
+use std::sync::Arc;
+use std::time::Duration;
+
+async fn replica(store: Arc<dyn Store>) -> app::ssr::state::AppState {
+    // Background work an hour apart: the test drives the controller and the traffic itself.
+    let quiet = Duration::from_secs(3600);
+    let settings = server::TrafficSettings {
+        replica: "plans".into(),
+        flush_every: quiet,
+        read_every: quiet,
+        idle_read_every: quiet,
+        plan_every: quiet,
+        ..Default::default()
+    };
+    server::app_state(store.clone(), store, settings)
+        .await
+        .unwrap()
+}
+
+fn request(name: &str, revision: Option<u64>, operation: Operation) -> Request {
+    Request {
+        policy: PolicyName::new(name).unwrap(),
+        expected_revision: revision,
+        operation,
+        actor: Actor::new("alice").unwrap(),
+        reason: "test".into(),
+    }
+}
+
+/// A staged policy (canary v2 at 0 %) running the preset with 30-s-scale holds.
+async fn start(state: &app::ssr::state::AppState, name: &str) {
+    let new = NewPolicy {
+        stable_version: Version::new("v1").unwrap(),
+        canary_version: Some(Version::new("v2").unwrap()),
+        share: BasisPoints::ZERO,
+        salt: None,
+    };
+    let c = state
+        .execute(&request(name, None, Operation::Create(new)))
+        .await
+        .unwrap()
+        .unwrap();
+    let plan = Operation::StartPlan {
+        steps: preset(1.0 / 30.0),
+        at_end: AtEnd::Promote,
+    };
+    state
+        .execute(&request(name, Some(c.revision), plan))
+        .await
+        .unwrap();
+}
+
+/// `minutes` of traffic from now on: 2 000 stable and 500 canary requests a minute, the
+/// canary failing at `canary_error_rate`.
+fn traffic(state: &app::ssr::state::AppState, name: &str, canary_error_rate: f64, minutes: i64) {
+    let version = |n: u64, errors: u64| {
+        let mut t = VersionTraffic::default();
+        for i in 0..n {
+            t.record(
+                if i < errors { 503 } else { 200 },
+                Duration::from_millis(20),
+            );
+        }
+        t
+    };
+    let now = minute_of(jiff::Timestamp::now());
+    let docs = (now - 1..now + minutes).map(|minute| ReplicaMinute {
+        minute,
+        replica: format!("load-{name}"),
+        shard: 0,
+        shards: 1,
+        seq: 1,
+        written_at: minute * 60 + 59,
+        policies: [(
+            name.to_string(),
+            [
+                ("v1".to_string(), version(2_000, 4)),
+                (
+                    "v2".to_string(),
+                    version(500, (500.0 * canary_error_rate) as u64),
+                ),
+            ]
+            .into(),
+        )]
+        .into(),
+    });
+    state.traffic.apply(docs);
+}
+
+/// The time the current step's hold ends (plus a second).
+fn hold_over(state: &app::ssr::state::AppState, name: &str) -> jiff::Timestamp {
+    let c = state.config(name).unwrap();
+    let plan = c.plan.unwrap();
+    let Status::Running { step, since } = plan.status else {
+        panic!("not running: {:?}", plan.status)
+    };
+    since + jiff::SignedDuration::from_secs(i64::from(plan.steps[step].hold_secs) + 1)
+}
+
+async fn a_healthy_canary_is_promoted(store: Arc<dyn Store>) {
+    let state = replica(store).await;
+    start(&state, "healthy").await;
+    traffic(&state, "healthy", 0.002, 30);
+    let mut shares = vec![state
+        .config("healthy")
+        .unwrap()
+        .canary_basis_points
+        .to_string()];
+    for _ in 0..4 {
+        let moves = server::controller::tick(&state, hold_over(&state, "healthy")).await;
+        assert!(
+            matches!(moves.as_slice(), [(_, Move::Advance(_))]),
+            "{moves:?}"
+        );
+        shares.push(
+            state
+                .config("healthy")
+                .unwrap()
+                .canary_basis_points
+                .to_string(),
+        );
+    }
+    assert_eq!(shares, ["5%", "10%", "50%", "100%", "0%"]);
+    let c = state.config("healthy").unwrap();
+    assert_eq!(c.stable_version.as_str(), "v2", "promoted");
+    assert!(
+        matches!(&c.plan.unwrap().status, Status::Ended { how, .. } if how.starts_with("promoted"))
+    );
+    let events = state
+        .events(&state.config("healthy").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(events[0].actor.as_str(), "plan of healthy");
+    assert!(
+        events[3].reason.contains("canary 5xx"),
+        "the verdict's numbers: {}",
+        events[3].reason
+    );
+}
+
+async fn a_failing_canary_is_rolled_back_with_its_numbers(store: Arc<dyn Store>) {
+    let state = replica(store).await;
+    start(&state, "failing").await;
+    traffic(&state, "failing", 0.2, 5);
+    // Before the hold ends: a failure does not wait for it.
+    let moves = server::controller::tick(&state, jiff::Timestamp::now()).await;
+    assert!(
+        matches!(moves.as_slice(), [(_, Move::RollBack(_))]),
+        "{moves:?}"
+    );
+    let c = state.config("failing").unwrap();
+    assert_eq!(
+        (c.canary_basis_points, c.rolled_back),
+        (BasisPoints::ZERO, true)
+    );
+    let events = state.events(&c).await.unwrap();
+    assert_eq!(events[0].action, "abort_plan");
+    assert!(
+        events[0]
+            .reason
+            .starts_with("rolled back automatically: error rate: canary 5xx 20.00%"),
+        "{}",
+        events[0].reason
+    );
+}
+
+async fn two_replicas_land_one_move(store: Arc<dyn Store>) {
+    let (a, b) = (replica(store.clone()).await, replica(store).await);
+    start(&a, "shared").await;
+    // b learns of the plan through the store's change feed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while b.config("shared").and_then(|c| c.plan).is_none() {
+        assert!(std::time::Instant::now() < deadline, "b never saw the plan");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    traffic(&a, "shared", 0.002, 10);
+    traffic(&b, "shared", 0.002, 10);
+    let at = hold_over(&a, "shared");
+    let (ma, mb) = tokio::join!(
+        server::controller::tick(&a, at),
+        server::controller::tick(&b, at)
+    );
+    assert_eq!(
+        ma.len() + mb.len(),
+        1,
+        "exactly one move lands: {ma:?} {mb:?}"
+    );
+    let events = a
+        .store
+        .events(&PolicyName::new("shared").unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        events.iter().filter(|e| e.action == "advance_plan").count(),
+        1
+    );
+}
+
+async fn a_person_stops_the_plan(store: Arc<dyn Store>) {
+    let state = replica(store).await;
+    start(&state, "manual").await;
+    traffic(&state, "manual", 0.002, 10);
+    let c = state.config("manual").unwrap();
+    state
+        .execute(&request("manual", Some(c.revision), Operation::Rollback))
+        .await
+        .unwrap();
+    let moves = server::controller::tick(&state, hold_over_or_later(&state)).await;
+    assert!(moves.is_empty(), "{moves:?}");
+    let c = state.config("manual").unwrap();
+    assert!(
+        matches!(&c.plan.unwrap().status, Status::Ended { how, .. } if how == "stopped by a manual rollback by alice")
+    );
+    assert_eq!(c.canary_basis_points, BasisPoints::ZERO);
+}
+
+fn hold_over_or_later(_: &app::ssr::state::AppState) -> jiff::Timestamp {
+    jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600)
+}
+
+fn embedded() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (
+        Arc::new(EmbeddedStore::open(dir.path().join("canary.redb")).unwrap()),
+        dir,
+    )
+}
+
+async fn firestore(test: &str) -> Arc<dyn Store> {
+    assert!(
+        std::env::var("FIRESTORE_EMULATOR_HOST").is_ok(),
+        "FIRESTORE_EMULATOR_HOST is not set: run the tests with `./dev test`, which starts the emulator"
+    );
+    // Project ids are short and plain: the scenario's initials and the process.
+    let initials: String = test.split('_').filter_map(|w| w.chars().next()).collect();
+    let project = format!("plans-{initials}-{}", std::process::id());
+    FirestoreStore::connect(&project, Duration::from_secs(10))
+        .await
+        .unwrap()
+}
+
+macro_rules! on_both_stores {
+    ($($scenario:ident),*) => {
+        mod embedded_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                let (store, _dir) = super::embedded();
+                super::$scenario(store).await;
+            })*
+        }
+        mod firestore_emulator {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                super::$scenario(super::firestore(stringify!($scenario)).await).await;
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    a_healthy_canary_is_promoted,
+    a_failing_canary_is_rolled_back_with_its_numbers,
+    two_replicas_land_one_move,
+    a_person_stops_the_plan
+);
