@@ -19,6 +19,14 @@ pub enum PolicyAction {
     Pin,
     Unpin,
     Delete,
+    /// Start a rollout plan (the first step's share is set at once).
+    StartPlan,
+    PausePlan,
+    ResumePlan,
+    /// Go to the plan's next step now (a person's decision, without waiting for the hold).
+    SkipStep,
+    /// End the plan and roll the canary back.
+    AbortPlan,
 }
 
 /// The untyped fields an action may take, as given (a form sends empty strings for fields it
@@ -33,10 +41,14 @@ pub struct ActionInput {
     pub tenant: String,
     /// `canary` or `stable` (`Pin`).
     pub pin: String,
+    /// A plan's steps: `original`, `fast`, or lines like `5% 15m` (`StartPlan`).
+    pub steps: String,
+    /// `promote` or `wait` (`StartPlan`; empty: promote).
+    pub at_end: String,
 }
 
 impl PolicyAction {
-    pub const ALL: [PolicyAction; 7] = [
+    pub const ALL: [PolicyAction; 12] = [
         PolicyAction::SetCanary,
         PolicyAction::SetShare,
         PolicyAction::Promote,
@@ -44,6 +56,11 @@ impl PolicyAction {
         PolicyAction::Pin,
         PolicyAction::Unpin,
         PolicyAction::Delete,
+        PolicyAction::StartPlan,
+        PolicyAction::PausePlan,
+        PolicyAction::ResumePlan,
+        PolicyAction::SkipStep,
+        PolicyAction::AbortPlan,
     ];
 
     /// The last segment of the form's path: `/policies/{name}/actions/{segment}`.
@@ -56,6 +73,11 @@ impl PolicyAction {
             PolicyAction::Pin => "pin",
             PolicyAction::Unpin => "unpin",
             PolicyAction::Delete => "delete",
+            PolicyAction::StartPlan => "plan",
+            PolicyAction::PausePlan => "plan-pause",
+            PolicyAction::ResumePlan => "plan-resume",
+            PolicyAction::SkipStep => "plan-skip",
+            PolicyAction::AbortPlan => "plan-abort",
         }
     }
 
@@ -89,6 +111,9 @@ impl PolicyAction {
                 | PolicyAction::Promote
                 | PolicyAction::Rollback
                 | PolicyAction::Delete
+                | PolicyAction::StartPlan
+                | PolicyAction::SkipStep
+                | PolicyAction::AbortPlan
         )
     }
 
@@ -99,7 +124,16 @@ impl PolicyAction {
             PolicyAction::Promote => Some("I confirm: promote to stable for all tenants"),
             PolicyAction::Rollback => Some("I confirm: roll back to 0%"),
             PolicyAction::Delete => Some("I confirm: delete this policy"),
-            PolicyAction::SetCanary | PolicyAction::Pin | PolicyAction::Unpin => None,
+            PolicyAction::StartPlan => {
+                Some("I confirm: the first step's share applies now, and the plan moves tenants by itself")
+            }
+            PolicyAction::SkipStep => Some("I confirm: go to the next step now (more tenants on canary)"),
+            PolicyAction::AbortPlan => Some("I confirm: end the plan and roll back to 0%"),
+            PolicyAction::SetCanary
+            | PolicyAction::Pin
+            | PolicyAction::Unpin
+            | PolicyAction::PausePlan
+            | PolicyAction::ResumePlan => None,
         }
     }
 
@@ -124,6 +158,27 @@ impl PolicyAction {
                 tenant: TenantId::new(&input.tenant)?,
             },
             PolicyAction::Delete => Operation::Delete,
+            PolicyAction::StartPlan => Operation::StartPlan {
+                steps: parse_steps(&input.steps)?,
+                at_end: match input.at_end.trim() {
+                    "" | "promote" => splitter::plans::AtEnd::Promote,
+                    "wait" => splitter::plans::AtEnd::Wait,
+                    other => {
+                        let why = format!("'{}': choose promote or wait", other.escape_debug());
+                        return Err(Error::invalid("at end", why));
+                    }
+                },
+            },
+            PolicyAction::PausePlan => Operation::PausePlan {
+                why: "paused by a person".into(),
+            },
+            PolicyAction::ResumePlan => Operation::ResumePlan,
+            PolicyAction::SkipStep => Operation::AdvancePlan {
+                why: "skipped to by a person".into(),
+            },
+            PolicyAction::AbortPlan => Operation::AbortPlan {
+                why: "aborted by a person".into(),
+            },
         })
     }
 
@@ -163,9 +218,73 @@ impl PolicyAction {
             (PolicyAction::Unpin, Operation::Unpin { tenant }) => {
                 format!("Unpinned {tenant} (revision {rev}).")
             }
+            (PolicyAction::StartPlan, _) => format!(
+                "Plan started at {} (revision {rev}).",
+                c.canary_basis_points
+            ),
+            (PolicyAction::PausePlan, _) => format!("Plan paused (revision {rev})."),
+            (PolicyAction::ResumePlan, _) => {
+                format!("Plan resumed; the step's hold starts again (revision {rev}).")
+            }
+            (PolicyAction::SkipStep, _) => format!(
+                "Next step: canary at {} (revision {rev}).",
+                c.canary_basis_points
+            ),
+            (PolicyAction::AbortPlan, _) => {
+                format!("Plan ended; rolled back to 0% (revision {rev}).")
+            }
             _ => format!("Saved (revision {rev})."),
         }
     }
+}
+
+/// A plan's steps from text: `original` (5% 15m, 10% 30m, 50% 1h, 100% 2h), `fast` (the
+/// same with 30-s-scale holds: 30s, 1m, 2m, 4m), or one step per line or comma, a share then a
+/// hold: `5% 15m`, `12.5 90s`, `100% 2h`.
+pub fn parse_steps(text: &str) -> Result<Vec<splitter::plans::Step>, Error> {
+    let steps = match text.trim() {
+        "" | "original" => splitter::plans::preset(1.0),
+        "fast" => splitter::plans::preset(1.0 / 30.0),
+        list => list
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .enumerate()
+            .map(|(i, line)| parse_step(i + 1, line))
+            .collect::<Result<_, _>>()?,
+    };
+    splitter::plans::validate(&steps)?;
+    Ok(steps)
+}
+
+fn parse_step(n: usize, line: &str) -> Result<splitter::plans::Step, Error> {
+    let bad = |why: String| {
+        Error::invalid(
+            "steps",
+            format!("step {n} ('{}'): {why}", line.escape_debug()),
+        )
+    };
+    let mut words = line.split_whitespace();
+    let (Some(share), Some(hold), None) = (words.next(), words.next(), words.next()) else {
+        return Err(bad("give a share and a hold, like 5% 15m".into()));
+    };
+    let share = BasisPoints::parse(share).map_err(|e| bad(e.to_string()))?;
+    let (number, unit) = hold.split_at(
+        hold.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(hold.len()),
+    );
+    let seconds = match unit {
+        "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        _ => return Err(bad(format!("the hold '{hold}' needs a unit: s, m or h"))),
+    };
+    let hold_secs = number
+        .parse::<u32>()
+        .ok()
+        .and_then(|n| n.checked_mul(seconds))
+        .ok_or_else(|| bad(format!("the hold '{hold}' is not a whole number of {unit}")))?;
+    Ok(splitter::plans::Step { share, hold_secs })
 }
 
 /// A new policy's fields, untyped, as the create form and `POST /api/v1/policies` give them.
@@ -203,6 +322,45 @@ impl NewPolicyInput {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn plan_steps_parse_from_presets_and_lines_and_name_the_bad_step() {
+        let original = parse_steps("original").unwrap();
+        assert_eq!(original, splitter::plans::preset(1.0));
+        assert_eq!(parse_steps("").unwrap(), original);
+        assert_eq!(parse_steps("fast").unwrap()[0].hold_secs, 30);
+        let typed = parse_steps("5% 90s, 12.5 2m\n100% 1h").unwrap();
+        let got: Vec<(String, u32)> = typed
+            .iter()
+            .map(|s| (s.share.to_string(), s.hold_secs))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("5%".into(), 90),
+                ("12.5%".into(), 120),
+                ("100%".into(), 3600)
+            ]
+        );
+        let no_unit = parse_steps("5% 15").unwrap_err().to_string();
+        assert!(
+            no_unit.contains("step 1") && no_unit.contains("needs a unit"),
+            "{no_unit}"
+        );
+        let falling = parse_steps("50% 1m, 10% 1m").unwrap_err().to_string();
+        assert!(falling.contains("step 2's share"), "{falling}");
+        let input = ActionInput {
+            steps: "fast".into(),
+            at_end: "later".into(),
+            ..Default::default()
+        };
+        let at_end = PolicyAction::StartPlan
+            .operation(&input)
+            .unwrap_err()
+            .to_string();
+        assert!(at_end.contains("choose promote or wait"), "{at_end}");
+    }
+
     use super::*;
 
     fn input(f: impl FnOnce(&mut ActionInput)) -> ActionInput {

@@ -30,6 +30,11 @@ pub fn routes() -> Router<crate::ServerState> {
         .route("/policies/{name}/canary", put(act(SetCanary)))
         .route("/policies/{name}/promote", post(act(Promote)))
         .route("/policies/{name}/rollback", post(act(Rollback)))
+        .route("/policies/{name}/plan", post(act(StartPlan)))
+        .route("/policies/{name}/plan/pause", post(act(PausePlan)))
+        .route("/policies/{name}/plan/resume", post(act(ResumePlan)))
+        .route("/policies/{name}/plan/skip", post(act(SkipStep)))
+        .route("/policies/{name}/plan/abort", post(act(AbortPlan)))
         .route(
             "/policies/{name}/overrides/{tenant}",
             put(act(Pin)).delete(act(Unpin)),
@@ -368,7 +373,12 @@ fn body_fields(action: PolicyAction) -> &'static [&'static str] {
         PolicyAction::SetShare => &["share"],
         PolicyAction::SetCanary => &["version"],
         PolicyAction::Pin => &["pin"],
-        PolicyAction::Promote
+        PolicyAction::StartPlan => &["steps", "at_end"],
+        PolicyAction::PausePlan
+        | PolicyAction::ResumePlan
+        | PolicyAction::SkipStep
+        | PolicyAction::AbortPlan
+        | PolicyAction::Promote
         | PolicyAction::Rollback
         | PolicyAction::Unpin
         | PolicyAction::Delete => &[],
@@ -410,6 +420,8 @@ fn action_body(
             ("share", v) if fields.contains(&"share") => input.share = text_of("share", v)?,
             ("version", v) if fields.contains(&"version") => input.version = text_of("version", v)?,
             ("pin", v) if fields.contains(&"pin") => input.pin = text_of("pin", v)?,
+            ("steps", v) if fields.contains(&"steps") => input.steps = text_of("steps", v)?,
+            ("at_end", v) if fields.contains(&"at_end") => input.at_end = text_of("at_end", v)?,
             (other, _) => {
                 return Err(ApiError::BadBody(format!(
                     "unknown field `{}`: this endpoint takes {}",

@@ -26,6 +26,9 @@ pub struct ChangeForm {
     pub step: String,
     pub tenant: String,
     pub pin: String,
+    /// A plan's steps and what happens at its end (`StartPlan`).
+    pub steps: String,
+    pub at_end: String,
 }
 
 fn back(path: &str, key: &str, message: &str) -> Redirect {
@@ -80,6 +83,8 @@ impl ChangeForm {
             },
             tenant: self.tenant.clone(),
             pin: self.pin.clone(),
+            steps: self.steps.clone(),
+            at_end: self.at_end.clone(),
         }
     }
 }

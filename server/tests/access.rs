@@ -216,6 +216,48 @@ const MATRIX: &[(&str, &str, &str, &str)] = &[
         "UFAAF",
     ),
     (
+        "POST",
+        "/api/v1/policies/payments-api/plan",
+        r#"{"steps":"fast","at_end":"promote"}"#,
+        "UFAAF",
+    ),
+    (
+        "POST",
+        "/api/v1/policies/search-api/plan",
+        r#"{"steps":"fast","at_end":"promote"}"#,
+        "UFFAF",
+    ),
+    (
+        "POST",
+        "/api/v1/policies/payments-api/plan/pause",
+        "",
+        "UFAAF",
+    ),
+    (
+        "POST",
+        "/api/v1/policies/payments-api/plan/resume",
+        "",
+        "UFAAF",
+    ),
+    (
+        "POST",
+        "/api/v1/policies/payments-api/plan/skip",
+        "",
+        "UFAAF",
+    ),
+    (
+        "POST",
+        "/api/v1/policies/search-api/plan/abort",
+        "",
+        "UFFAF",
+    ),
+    (
+        "POST",
+        "/api/v1/policies/payments-api/plan/abort",
+        "",
+        "UFAAF",
+    ),
+    (
         "PUT",
         "/api/v1/policies/payments-api/overrides/acme",
         r#"{"pin":"canary"}"#,

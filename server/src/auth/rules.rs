@@ -98,6 +98,36 @@ pub const RULES: &[(&str, &str, Access, bool)] = &[
         true,
     ),
     (
+        "POST",
+        "/api/v1/policies/{name}/plan",
+        Access::Operate,
+        true,
+    ),
+    (
+        "POST",
+        "/api/v1/policies/{name}/plan/pause",
+        Access::Operate,
+        true,
+    ),
+    (
+        "POST",
+        "/api/v1/policies/{name}/plan/resume",
+        Access::Operate,
+        true,
+    ),
+    (
+        "POST",
+        "/api/v1/policies/{name}/plan/skip",
+        Access::Operate,
+        true,
+    ),
+    (
+        "POST",
+        "/api/v1/policies/{name}/plan/abort",
+        Access::Operate,
+        true,
+    ),
+    (
         "PUT",
         "/api/v1/policies/{name}/overrides/{tenant}",
         Access::Operate,
