@@ -12,4 +12,4 @@ for account in "e2e-admin --admin" "e2e-viewer --role viewer" "e2e-ops --role op
   printf '%s\n' "$password" | $bin user add $account "$@"
 done
 $bin token add e2e-api --role admin "$@" >"target/e2e-token-$port"
-exec $bin --addr "127.0.0.1:$port" --demo --traffic-flush-secs 1 "$@"
+exec $bin --addr "127.0.0.1:$port" --demo --traffic-flush-secs 1 --plan-secs 1 "$@"

@@ -8,6 +8,9 @@ use splitter::{AuditEvent, PolicyConfig};
 pub struct PolicyPage {
     pub config: PolicyConfig,
     pub events: Vec<AuditEvent>,
+    /// The running (or paused) plan's verdict on its current step, as of this read.
+    #[serde(default)]
+    pub verdict: Option<splitter::analysis::Verdict>,
 }
 
 /// The answer of a live refresh of the policy page, with the name of the policy it was asked
@@ -64,6 +67,7 @@ mod tests {
             page: Some(PolicyPage {
                 config: config.clone(),
                 events: vec![],
+                verdict: None,
             }),
         };
         // Asked for policy-0000; the page moved on to policy-b, still loading (nothing shown).

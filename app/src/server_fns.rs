@@ -29,7 +29,12 @@ pub async fn get_policy(name: String) -> Result<Option<PolicyPage>, ServerFnErro
         .await
         .map_err(|e| ServerFnError::new(e.to_string()))?;
     let events = events.iter().take(50).cloned().collect();
-    Ok(Some(PolicyPage { config, events }))
+    let verdict = crate::ssr::plans::verdict(&state, &config, jiff::Timestamp::now());
+    Ok(Some(PolicyPage {
+        config,
+        events,
+        verdict,
+    }))
 }
 
 /// The text of a file this session uploaded to the simulator without JavaScript (kept in

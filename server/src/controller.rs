@@ -5,8 +5,7 @@
 //! tick); a person's change in between ends the plan, so the controller never overwrites it.
 
 use app::ssr::state::AppState;
-use splitter::analysis::{judge, sum_versions, Verdict};
-use splitter::plans::{next_move, Move, Plan, Status};
+use splitter::plans::{next_move, Move, Status};
 use splitter::{Actor, Error, Operation, PolicyConfig, Request};
 use std::time::Duration;
 
@@ -31,7 +30,7 @@ pub async fn tick(state: &AppState, now: jiff::Timestamp) -> Vec<(String, Move)>
         else {
             continue;
         };
-        let verdict = verdict(state, config, plan, now);
+        let verdict = app::ssr::plans::verdict(state, config, now);
         let Some(decided) = next_move(plan, verdict.as_ref(), now) else {
             continue;
         };
@@ -45,33 +44,6 @@ pub async fn tick(state: &AppState, now: jiff::Timestamp) -> Vec<(String, Move)>
         }
     }
     landed
-}
-
-/// The verdict on the current step's minutes (`None`: the store is unreachable, so the traffic
-/// in memory may be stale: that pauses a plan, never passes it).
-pub fn verdict(
-    state: &AppState,
-    config: &PolicyConfig,
-    plan: &Plan,
-    now: jiff::Timestamp,
-) -> Option<Verdict> {
-    if state.outage().is_some() {
-        return None;
-    }
-    let (Status::Running { since, .. } | Status::Paused { since, .. }) = &plan.status else {
-        return None;
-    };
-    let canary = config.canary_version.as_ref()?;
-    let (from, to) = (
-        splitter::traffic::minute_of(*since),
-        splitter::traffic::minute_of(now),
-    );
-    let minutes = state
-        .traffic
-        .policy(config.policy_name.as_str(), from, to)
-        .minutes;
-    let (c, s) = sum_versions(&minutes, canary.as_str(), config.stable_version.as_str());
-    Some(judge(&c, &s, &plan.guards, plan.looks()))
 }
 
 async fn apply(state: &AppState, config: &PolicyConfig, decided: &Move) -> splitter::Result<()> {

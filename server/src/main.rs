@@ -127,6 +127,9 @@ struct Args {
     /// Seconds between writes of recorded traffic to the store.
     #[arg(long, env = "APX_TRAFFIC_FLUSH_SECS", default_value_t = 5.0)]
     traffic_flush_secs: f64,
+    /// Seconds between the plan controller's looks at running plans.
+    #[arg(long, env = "APX_PLAN_SECS", default_value_t = 10.0)]
+    plan_secs: f64,
     /// Names this replica in stored traffic (default: host name and process id).
     #[arg(long, env = "APX_REPLICA")]
     replica: Option<String>,
@@ -200,8 +203,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
+    if !(0.5..=300.0).contains(&args.plan_secs) {
+        return Err(format!("--plan-secs: {} is outside 0.5–300", args.plan_secs).into());
+    }
     let mut traffic = server::TrafficSettings {
         flush_every: Duration::from_secs_f64(args.traffic_flush_secs),
+        plan_every: Duration::from_secs_f64(args.plan_secs),
         ..Default::default()
     };
     if let Some(r) = &args.replica {

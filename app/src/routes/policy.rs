@@ -136,6 +136,7 @@ fn policy_view(p: PolicyPage, who: &Caller) -> impl IntoView {
         <SplitBar share=c.effective_share()/>
         {config_list(&c)}
         <p><a class="button secondary" href=format!("/policies/{name}/simulate")>"Simulate a share change"</a></p>
+        {crate::routes::plan::plan_section(&c, p.verdict, who)}
         <crate::routes::traffic::Traffic name=name.clone()/>
         {match allowed(who, PolicyAction::SetShare, &name) {
             Ok(csrf) => controls(&c, csrf).into_any(),

@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod overview;
+pub mod plans;
 pub mod state;
 pub mod traffic;
 

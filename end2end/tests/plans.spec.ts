@@ -1,0 +1,57 @@
+import { expect, test } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { createPolicy, getPolicy, gotoHydrated, sign, uniqueName } from './helpers';
+
+/** Sends `apx-canary loadgen` traffic (the real binary) for `seconds`, from uniformly busy
+ *  tenants (with Zipf tenants a unique policy's canary may draw far fewer requests than its
+ *  share, and the plan would rightly wait instead of judging). */
+function loadgen(baseURL: string, policy: string, seconds: number, canaryErrorRate: number) {
+  const bin = path.resolve(__dirname, '../../target/debug/apx-canary');
+  execFileSync(bin, ['loadgen', '--target', baseURL, '--policy', policy, '--seconds', String(seconds),
+    '--rps', '200', '--tenants', '2000', '--zipf', '0', '--canary-error-rate', String(canaryErrorRate), '--concurrency', '8']);
+}
+
+/** Starts a plan from the policy page's form (works with and without JavaScript). */
+async function startPlan(page: import('@playwright/test').Page, name: string, steps: string) {
+  if (test.info().project.use.javaScriptEnabled) {
+    await gotoHydrated(page, `/policies/${name}`);
+  } else {
+    await page.goto(`/policies/${name}`);
+  }
+  const form = await sign(page, `form[action="/policies/${name}/actions/plan"]`, 'e2e plan');
+  await form.getByLabel(/^Steps/).fill(steps);
+  await form.getByRole('button', { name: 'Start plan' }).click();
+  await expect(page.locator('.flash.notice')).toContainText('Plan started at 5%');
+  await expect(page.getByTestId('plan-step-1')).toHaveAttribute('aria-current', 'step');
+}
+
+test('a plan advances under healthy traffic and promotes by itself @store', async ({ page, request, baseURL }) => {
+  test.setTimeout(180_000);
+  const name = uniqueName('plan-ok');
+  await createPolicy(request, name, '0');
+  await startPlan(page, name, '5% 30s\n50% 30s');
+  // Healthy traffic for the two 30-s holds (and the controller's looks after each).
+  loadgen(baseURL!, name, 75, 0);
+  await expect.poll(async () => (await getPolicy(request, name) as any).stable_version, { timeout: 60_000 }).toBe('v2');
+  await page.reload();
+  await expect(page.getByTestId('plan-ended')).toContainText('promoted');
+  const history = page.locator('table.history tbody tr');
+  await expect(history.first()).toContainText(`plan of ${name}`);
+  await expect(history.nth(1)).toContainText('step passed');
+});
+
+test('a failing canary is rolled back by its plan with the numbers in the history @store', async ({ page, request, baseURL }) => {
+  test.setTimeout(120_000);
+  const name = uniqueName('plan-bad');
+  await createPolicy(request, name, '0');
+  await startPlan(page, name, '5% 5m\n100% 5m');
+  loadgen(baseURL!, name, 20, 0.2);
+  await expect.poll(async () => (await getPolicy(request, name) as any).rolled_back, { timeout: 60_000 }).toBe(true);
+  await page.reload();
+  await expect(page.getByTestId('plan-ended')).toContainText('rolled back');
+  await expect(page.getByTestId('share')).toContainText('0%');
+  const last = page.locator('table.history tbody tr').first();
+  await expect(last).toContainText(`plan of ${name}`);
+  await expect(last).toContainText(/rolled back automatically: error rate: canary 5xx [0-9.]+% \(\d+ of \d+\)/);
+});
