@@ -46,6 +46,8 @@ test('a failing canary is rolled back by its plan with the numbers in the histor
   const name = uniqueName('plan-bad');
   await createPolicy(request, name, '0');
   await startPlan(page, name, '5% 5m\n100% 5m');
+  await page.goto(`/?q=${name}`);
+  await expect(page.locator(`tr[data-policy="${name}"] [data-test="plan"]`)).toHaveText('step 1 of 2 (5%)');
   loadgen(baseURL!, name, 20, 0.2);
   await expect.poll(async () => (await getPolicy(request, name) as any).rolled_back, { timeout: 60_000 }).toBe(true);
   await page.reload();

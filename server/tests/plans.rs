@@ -205,6 +205,25 @@ async fn two_replicas_land_one_move(store: Arc<dyn Store>) {
         events.iter().filter(|e| e.action == "advance_plan").count(),
         1
     );
+
+    // a is gone (it judges no more): b carries the plan on from the stored state.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !matches!(
+        b.config("shared").and_then(|c| c.plan).map(|p| p.status),
+        Some(Status::Running { step: 1, .. })
+    ) {
+        assert!(std::time::Instant::now() < deadline, "b never saw step 2");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let moves = server::controller::tick(&b, hold_over(&b, "shared")).await;
+    assert!(
+        matches!(moves.as_slice(), [(_, Move::Advance(_))]),
+        "{moves:?}"
+    );
+    assert_eq!(
+        b.config("shared").unwrap().canary_basis_points.to_string(),
+        "50%"
+    );
 }
 
 async fn a_person_stops_the_plan(store: Arc<dyn Store>) {

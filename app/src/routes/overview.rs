@@ -78,7 +78,7 @@ pub fn Overview() -> impl IntoView {
                             <table class="policies">
                                 <thead><tr>
                                     <th scope="col">"Policy"</th><th scope="col">"Stable"</th><th scope="col">"Canary"</th>
-                                    <th scope="col">"Canary share"</th><th scope="col">"Split"</th><th scope="col">"Traffic, last 15 min"</th><th scope="col">"State"</th><th scope="col">"Last change"</th>
+                                    <th scope="col">"Canary share"</th><th scope="col">"Split"</th><th scope="col">"Traffic, last 15 min"</th><th scope="col">"State"</th><th scope="col">"Plan"</th><th scope="col">"Last change"</th>
                                 </tr></thead>
                                 <tbody>
                                     {page.rows.into_iter().map(|c| {
@@ -99,6 +99,7 @@ pub fn Overview() -> impl IntoView {
                                                     _ => view! { <span class="muted">"no traffic"</span> }.into_any(),
                                                 }}</td>
                                                 <td><StateBadge state=c.state()/></td>
+                                                <td data-test="plan">{plan_cell(&c)}</td>
                                                 <td title=when(c.updated_at)>{format!("{} by {}", ago(c.updated_at, now), c.updated_by)}</td>
                                             </tr>
                                         }
@@ -127,4 +128,20 @@ pub fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// A running or paused plan's current step, for the overview (`—` without an active plan).
+pub fn plan_cell(c: &splitter::PolicyConfig) -> String {
+    use splitter::plans::Status;
+    let Some(plan) = c.plan.as_ref() else {
+        return "—".into();
+    };
+    let of = plan.steps.len();
+    match &plan.status {
+        Status::Running { step, .. } => {
+            format!("step {} of {of} ({})", step + 1, plan.steps[*step].share)
+        }
+        Status::Paused { step, .. } => format!("paused at step {} of {of}", step + 1),
+        Status::Ended { .. } => "—".into(),
+    }
 }
