@@ -7,7 +7,6 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use splitter::plans::{preset, AtEnd};
 use splitter::store::embedded::EmbeddedStore;
-use splitter::store::PolicyStore;
 use splitter::traffic::{minute_of, ReplicaMinute, VersionTraffic};
 use splitter::{Actor, BasisPoints, NewPolicy, Operation, PolicyName, Request, Version};
 use std::sync::Arc;

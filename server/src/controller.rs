@@ -4,18 +4,73 @@
 //! exactly one write lands (the others get a conflict and find the plan moved on the next
 //! tick); a person's change in between ends the plan, so the controller never overwrites it.
 
+use crate::webhooks::{Notice, Webhooks};
 use app::ssr::state::AppState;
 use splitter::plans::{next_move, Move, Status};
 use splitter::{Actor, Error, Operation, PolicyConfig, Request};
 use std::time::Duration;
 
-/// Runs [`tick`] every `every` while the state lives.
-pub fn spawn(state: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
+/// Runs [`run_once`] every `every` while the state lives.
+pub fn spawn(state: AppState, every: Duration, hooks: Webhooks) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
-            tick(&state, jiff::Timestamp::now()).await;
+            run_once(&state, jiff::Timestamp::now(), &hooks).await;
         }
+    })
+}
+
+/// One [`tick`], then a notice for every move that landed here (so each transition is
+/// announced once, by the replica whose write won).
+pub async fn run_once(
+    state: &AppState,
+    now: jiff::Timestamp,
+    hooks: &Webhooks,
+) -> Vec<(String, Move)> {
+    let landed = tick(state, now).await;
+    for (policy, decided) in &landed {
+        if let Some(notice) = notice(state, policy, decided) {
+            hooks.notify(notice);
+        }
+    }
+    landed
+}
+
+/// What to announce about `decided` on `policy`, from the config it left behind.
+fn notice(state: &AppState, policy: &str, decided: &Move) -> Option<Notice> {
+    let c = state.config(policy)?;
+    let ended = c.plan.as_ref().is_some_and(|p| !p.active());
+    let (event, reason) = match decided {
+        Move::Advance(why) if ended && c.canary_version.is_none() => ("promoted", why),
+        Move::Advance(why) => ("advanced", why),
+        Move::RollBack(why) => ("rolled_back", why),
+        Move::Pause(why) => ("paused", why),
+    };
+    let text = match event {
+        "promoted" => format!(
+            "APX Canary: {policy} promoted {} to stable by its plan.",
+            c.stable_version
+        ),
+        "advanced" if ended => format!(
+            "APX Canary: {policy}'s plan completed at {}; waiting for a person to promote.",
+            c.canary_basis_points
+        ),
+        "advanced" => format!(
+            "APX Canary: {policy}'s plan advanced to {}.",
+            c.canary_basis_points
+        ),
+        "rolled_back" => {
+            format!("APX Canary: {policy}'s canary was rolled back by its plan: {reason}")
+        }
+        _ => format!("APX Canary: {policy}'s plan paused: {reason}"),
+    };
+    Some(Notice {
+        text,
+        policy: policy.to_string(),
+        event,
+        share: c.canary_basis_points.to_string(),
+        revision: c.revision,
+        reason: reason.clone(),
     })
 }
 

@@ -12,6 +12,7 @@ pub mod loadgen;
 pub mod metrics;
 pub mod seed;
 pub mod testing;
+pub mod webhooks;
 
 use app::ssr::state::AppState;
 use axum::extract::FromRef;
@@ -72,6 +73,8 @@ pub struct TrafficSettings {
     pub resync_every: Duration,
     /// How often the plan controller judges running plans.
     pub plan_every: Duration,
+    /// Where the controller's notices go.
+    pub webhooks: Vec<reqwest::Url>,
 }
 
 impl Default for TrafficSettings {
@@ -88,6 +91,7 @@ impl Default for TrafficSettings {
             retention: Duration::from_secs(25 * 3600),
             resync_every: Duration::from_secs(3600),
             plan_every: Duration::from_secs(10),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -139,7 +143,8 @@ pub async fn app_state(
         recorder,
         store_metrics,
     };
-    controller::spawn(state.clone(), traffic.plan_every);
+    let hooks = webhooks::Webhooks::start(traffic.webhooks.clone(), Duration::from_secs(1));
+    controller::spawn(state.clone(), traffic.plan_every, hooks);
     Ok(state)
 }
 

@@ -127,6 +127,10 @@ struct Args {
     /// Seconds between writes of recorded traffic to the store.
     #[arg(long, env = "APX_TRAFFIC_FLUSH_SECS", default_value_t = 5.0)]
     traffic_flush_secs: f64,
+    /// Where to POST plan notices (advanced, promoted, paused, rolled back) as JSON with a
+    /// Slack-compatible `text` field; repeat for several.
+    #[arg(long = "webhook", env = "APX_WEBHOOKS", value_delimiter = ',')]
+    webhooks: Vec<String>,
     /// Seconds between the plan controller's looks at running plans.
     #[arg(long, env = "APX_PLAN_SECS", default_value_t = 10.0)]
     plan_secs: f64,
@@ -209,6 +213,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut traffic = server::TrafficSettings {
         flush_every: Duration::from_secs_f64(args.traffic_flush_secs),
         plan_every: Duration::from_secs_f64(args.plan_secs),
+        webhooks: server::webhooks::parse_urls(&args.webhooks)?,
         ..Default::default()
     };
     if let Some(r) = &args.replica {

@@ -293,3 +293,68 @@ on_both_stores!(
     two_replicas_land_one_move,
     a_person_stops_the_plan
 );
+
+/// Notices: the move lands at once even with a dead webhook; a refusing webhook gets the
+/// notice again (backoff) until it takes it; the JSON has a Slack `text` and the numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_hear_of_a_rollback_and_never_block_it() {
+    use axum::http::StatusCode;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    let attempts = Arc::new(AtomicU32::new(0));
+    let receiver = {
+        let attempts = attempts.clone();
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+                let (attempts, tx) = (attempts.clone(), tx.clone());
+                async move {
+                    // The first attempt is refused: the sender must retry.
+                    if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+                        return StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    tx.send(body).unwrap();
+                    StatusCode::OK
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
+    let dead = "http://127.0.0.1:9/nobody-listens".to_string();
+    let urls = server::webhooks::parse_urls(&[dead, url]).unwrap();
+    let hooks = server::webhooks::Webhooks::start(urls, Duration::from_millis(20));
+
+    let (store, _dir) = embedded();
+    let state = replica(store).await;
+    start(&state, "hooked").await;
+    traffic(&state, "hooked", 0.2, 5);
+    let moves = server::controller::run_once(&state, jiff::Timestamp::now(), &hooks).await;
+    assert!(
+        matches!(moves.as_slice(), [(_, Move::RollBack(_))]),
+        "{moves:?}"
+    );
+    assert!(
+        state.config("hooked").unwrap().rolled_back,
+        "landed without waiting for any webhook"
+    );
+
+    let notice = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(notice["event"], "rolled_back");
+    assert_eq!(notice["policy"], "hooked");
+    assert_eq!(notice["share"], "0%");
+    let text = notice["text"].as_str().unwrap();
+    assert!(text.starts_with("APX Canary: hooked's canary was rolled back by its plan: error rate: canary 5xx 20.00%"), "{text}");
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        2,
+        "refused once, then taken"
+    );
+    assert!(server::webhooks::parse_urls(&["ftp://x".into()])
+        .unwrap_err()
+        .contains("not http or https"));
+}
