@@ -57,3 +57,22 @@ test('a failing canary is rolled back by its plan with the numbers in the histor
   await expect(last).toContainText(`plan of ${name}`);
   await expect(last).toContainText(/rolled back automatically: error rate: canary 5xx [0-9.]+% \(\d+ of \d+\)/);
 });
+
+test('the simulator says at which step of the plan each tenant moves', async ({ page, request }) => {
+  const name = uniqueName('plan-sim');
+  await createPolicy(request, name, '0');
+  const tenants = Array.from({ length: 40 }, (_, i) => `tenant-${i}`);
+  await page.goto(`/policies/${name}/simulate?tenants=${encodeURIComponent(tenants.join('\n'))}`);
+  await expect(page.getByTestId('plan-caption')).toContainText('the original recipe, if started now (5% 15 min → 10% 30 min → 50% 60 min → 100% 120 min)');
+  const rows = page.locator('table.simulation tbody tr');
+  await expect(rows).toHaveCount(40);
+  // The step follows from the bucket the page shows (checked against the CLI elsewhere).
+  const steps: [number, string][] = [[500, 'step 1 (5%), at the start'], [1000, 'step 2 (10%), 15 min after'],
+    [5000, 'step 3 (50%), 45 min after'], [10000, 'step 4 (100%), 105 min after']];
+  for (let i = 0; i < 40; i++) {
+    const row = rows.nth(i);
+    const bucket = Number(await row.locator('td').nth(1).innerText());
+    const expected = steps.find(([share]) => bucket < share)![1];
+    await expect(row.getByTestId('joins')).toContainText(expected);
+  }
+});

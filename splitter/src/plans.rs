@@ -131,6 +131,15 @@ impl Plan {
     }
 }
 
+/// The step (0-based) at which a tenant in `bucket` (0–9 999) joins the canary, and how long after the
+/// plan's start that step begins at the earliest (each earlier step's hold; a step can take
+/// longer while its verdict waits for traffic). `None`: a step never reaches it.
+pub fn joins_at(steps: &[Step], bucket: u16) -> Option<(usize, u64)> {
+    let step = steps.iter().position(|s| bucket < s.share.get())?;
+    let after: u64 = steps[..step].iter().map(|s| u64::from(s.hold_secs)).sum();
+    Some((step, after))
+}
+
 /// What the controller should do now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Move {
@@ -210,6 +219,18 @@ mod tests {
         assert_eq!(shares, ["5%", "10%", "50%", "100%"]);
         assert_eq!(preset(1.0 / 30.0)[0].hold_secs, 30);
         validate(&full).unwrap();
+    }
+
+    #[test]
+    fn a_tenant_joins_at_the_first_step_whose_share_covers_its_bucket() {
+        let steps = preset(1.0);
+        let at = |b: u16| joins_at(&steps, b);
+        assert_eq!(at(0), Some((0, 0)));
+        assert_eq!(at(499), Some((0, 0)));
+        assert_eq!(at(500), Some((1, 15 * 60)));
+        assert_eq!(at(4_999), Some((2, 45 * 60)));
+        assert_eq!(at(9_999), Some((3, 105 * 60)));
+        assert_eq!(joins_at(&steps[..2], 5_000), None);
     }
 
     #[test]

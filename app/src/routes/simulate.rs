@@ -188,15 +188,18 @@ fn result_view(
 ) -> AnyView {
     let sim = Simulator::new(config, proposed);
     let c = sim.counts(tenants);
+    let (steps, plan_label) = plan_steps(config);
     let rows: Vec<_> = sim
         .rows(&tenants[..tenants.len().min(MAX_ROWS)])
         .into_iter()
         .map(|r| {
+            let joins = with_plan(config, &steps, r.tenant, r.bucket.get());
             (
                 r.tenant.to_string(),
                 r.bucket.get(),
                 r.canary_now,
                 r.canary_proposed,
+                joins,
             )
         })
         .collect();
@@ -222,8 +225,9 @@ fn result_view(
         {bucket_figure(config, proposed, tenants)}
         {(c.tenants as usize > MAX_ROWS).then(|| view! { <p>{format!("Listing the first {MAX_ROWS} of {} tenants; the counts cover all.", c.tenants)}</p> })}
         <table class="simulation" data-test="rows">
-            <thead><tr><th scope="col">"Tenant"</th><th scope="col">"Bucket"</th><th scope="col">"Now"</th><th scope="col">"Proposed"</th><th scope="col">"Moves"</th></tr></thead>
-            <tbody>{rows.into_iter().map(|(t, b, now, next)| {
+            <caption data-test="plan-caption">{format!("With the plan: {plan_label}")}</caption>
+            <thead><tr><th scope="col">"Tenant"</th><th scope="col">"Bucket"</th><th scope="col">"Now"</th><th scope="col">"Proposed"</th><th scope="col">"Moves"</th><th scope="col">"With the plan"</th></tr></thead>
+            <tbody>{rows.into_iter().map(|(t, b, now, next, joins)| {
                 let label = |c: bool| if c { "canary" } else { "stable" };
                 let cell = t.clone();
                 view! {
@@ -232,11 +236,61 @@ fn result_view(
                         <td class=format!("version {}", label(now))>{label(now)}</td>
                         <td class=format!("version {}", label(next))>{label(next)}</td>
                         <td>{if now != next { "moves" } else { "" }}</td>
+                        <td data-test="joins">{joins}</td>
                     </tr>
                 }
             }).collect_view()}</tbody>
         </table>
     }.into_any()
+}
+
+/// The steps the "with the plan" column follows: the policy's running (or paused) plan, else
+/// the original recipe; and how to name them.
+fn plan_steps(config: &splitter::PolicyConfig) -> (Vec<splitter::plans::Step>, String) {
+    let (steps, whose) = match config.plan.as_ref().filter(|p| p.active()) {
+        Some(p) => (p.steps.clone(), "this policy's plan"),
+        None => (
+            splitter::plans::preset(1.0),
+            "the original recipe, if started now",
+        ),
+    };
+    let list: Vec<String> = steps
+        .iter()
+        .map(|s| format!("{} {}", s.share, minutes(u64::from(s.hold_secs))))
+        .collect();
+    (steps, format!("{whose} ({})", list.join(" → ")))
+}
+
+fn minutes(secs: u64) -> String {
+    if secs % 60 == 0 {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{secs} s")
+    }
+}
+
+/// When a tenant reaches canary under the plan: at which step and how long after the plan's
+/// start at the earliest (pins win over the plan).
+fn with_plan(
+    config: &splitter::PolicyConfig,
+    steps: &[splitter::plans::Step],
+    tenant: &str,
+    bucket: u16,
+) -> String {
+    let pin = splitter::TenantId::new(tenant)
+        .ok()
+        .and_then(|t| config.overrides.get(&t).copied());
+    match (pin, splitter::plans::joins_at(steps, bucket)) {
+        (Some(p), _) => format!("pinned to {p}"),
+        (None, Some((0, _))) => format!("step 1 ({}), at the start", steps[0].share),
+        (None, Some((i, after))) => format!(
+            "step {} ({}), {} after the start at the earliest",
+            i + 1,
+            steps[i].share,
+            minutes(after)
+        ),
+        (None, None) => "stays on stable".into(),
+    }
 }
 
 /// The given tenants' buckets in 100 bars of 1 %, canary bars below the proposed share.
