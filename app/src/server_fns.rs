@@ -96,3 +96,14 @@ pub async fn policy_traffic(
     page.recorder_error = stats.last_error;
     Ok(Some(page))
 }
+
+/// The running (or paused) plan's verdict on its current step, from memory; `None` without one.
+#[server]
+pub async fn plan_verdict(
+    name: String,
+) -> Result<Option<splitter::analysis::Verdict>, ServerFnError> {
+    let state = expect_context::<crate::ssr::state::AppState>();
+    Ok(state
+        .config(&name)
+        .and_then(|c| crate::ssr::plans::verdict(&state, &c, jiff::Timestamp::now())))
+}

@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { createPolicy, getPolicy, gotoHydrated, sign, uniqueName } from './helpers';
 
@@ -10,6 +10,14 @@ function loadgen(baseURL: string, policy: string, seconds: number, canaryErrorRa
   const bin = path.resolve(__dirname, '../../target/debug/apx-canary');
   execFileSync(bin, ['loadgen', '--target', baseURL, '--policy', policy, '--seconds', String(seconds),
     '--rps', '200', '--tenants', '2000', '--zipf', '0', '--canary-error-rate', String(canaryErrorRate), '--concurrency', '8']);
+}
+
+/** The same, without blocking the test: resolves when the load generator is done. */
+function loadgenInBackground(baseURL: string, policy: string, seconds: number): Promise<void> {
+  const bin = path.resolve(__dirname, '../../target/debug/apx-canary');
+  return new Promise((resolve, reject) => execFile(bin, ['loadgen', '--target', baseURL, '--policy', policy,
+    '--seconds', String(seconds), '--rps', '200', '--tenants', '2000', '--zipf', '0', '--concurrency', '8'],
+    (err) => (err ? reject(err) : resolve())));
 }
 
 /** Starts a plan from the policy page's form (works with and without JavaScript). */
@@ -32,7 +40,13 @@ test('a plan advances under healthy traffic and promotes by itself @store', asyn
   await createPolicy(request, name, '0');
   await startPlan(page, name, '5% 30s\n50% 30s');
   // Healthy traffic for the two 30-s holds (and the controller's looks after each).
-  loadgen(baseURL!, name, 75, 0);
+  const load = loadgenInBackground(baseURL!, name, 75);
+  if (test.info().project.use.javaScriptEnabled) {
+    // Hydrated, the verdict's numbers follow the traffic without a reload.
+    const canaryRequests = page.getByTestId('verdict').locator('tbody tr').first().locator('td').first();
+    await expect.poll(async () => Number(await canaryRequests.innerText()), { timeout: 30_000 }).toBeGreaterThan(0);
+  }
+  await load;
   await expect.poll(async () => (await getPolicy(request, name) as any).stable_version, { timeout: 60_000 }).toBe('v2');
   await page.reload();
   await expect(page.getByTestId('plan-ended')).toContainText('promoted');
@@ -50,7 +64,7 @@ test('a failing canary is rolled back by its plan with the numbers in the histor
   await expect(page.locator(`tr[data-policy="${name}"] [data-test="plan"]`)).toHaveText('step 1 of 2 (5%)');
   loadgen(baseURL!, name, 20, 0.2);
   await expect.poll(async () => (await getPolicy(request, name) as any).rolled_back, { timeout: 60_000 }).toBe(true);
-  await page.reload();
+  await page.goto(`/policies/${name}`);
   await expect(page.getByTestId('plan-ended')).toContainText('rolled back');
   await expect(page.getByTestId('share')).toContainText('0%');
   const last = page.locator('table.history tbody tr').first();

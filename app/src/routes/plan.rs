@@ -18,11 +18,11 @@ pub fn plan_section(c: &PolicyConfig, verdict: Option<Verdict>, who: &Caller) ->
     let csrf = who.csrf.clone().unwrap_or_default();
     let body = match (c.plan.as_ref().filter(|p| p.active()), can) {
         (Some(plan), None) => {
-            view! { {timeline(plan)} {verdict_view(verdict)} {plan_controls(c, plan, csrf)} }
+            view! { {timeline(plan)} <LiveVerdict name=name.clone() first=verdict/> {plan_controls(c, plan, csrf)} }
                 .into_any()
         }
         (Some(plan), Some(reason)) => {
-            view! { {timeline(plan)} {verdict_view(verdict)} <ReadOnly reason/> }.into_any()
+            view! { {timeline(plan)} <LiveVerdict name=name.clone() first=verdict/> <ReadOnly reason/> }.into_any()
         }
         (None, None) if c.canary_version.is_some() => {
             view! { {last_plan(c.plan.as_ref())} {start_form(c, csrf)} }.into_any()
@@ -92,6 +92,33 @@ fn timeline(plan: &Plan) -> impl IntoView {
             <li class="end">{end}</li>
         </ol>
     }
+}
+
+/// The verdict, as the page was rendered with it; once hydrated, read again every 5 s (its own
+/// small request: the rest of the page, and any half-filled form, stays as it is).
+#[component]
+fn LiveVerdict(name: String, first: Option<Verdict>) -> impl IntoView {
+    let tick = RwSignal::new(0u64);
+    #[cfg(feature = "hydrate")]
+    {
+        let every = std::time::Duration::from_secs(5);
+        if let Ok(handle) = set_interval_with_handle(move || tick.update(|t| *t += 1), every) {
+            on_cleanup(move || handle.clear());
+        }
+    }
+    let fresh = RwSignal::new(None::<Option<Verdict>>);
+    Effect::new(move |_| {
+        if tick.get() == 0 {
+            return;
+        }
+        let name = name.clone();
+        leptos::task::spawn_local(async move {
+            if let Ok(v) = crate::server_fns::plan_verdict(name).await {
+                fresh.try_set(Some(v));
+            }
+        });
+    });
+    move || verdict_view(fresh.get().unwrap_or_else(|| first.clone()))
 }
 
 fn verdict_view(verdict: Option<Verdict>) -> impl IntoView {
