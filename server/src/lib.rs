@@ -236,4 +236,11 @@ pub fn router(leptos: LeptosOptions, app: AppState, auth: Arc<auth::Auth>, demo:
         >(context, app::shell))
         .with_state(state)
         .layer(axum::middleware::from_fn(headers::secure))
+        // Pages, JSON, WASM, JS and CSS go out brotli- or gzip-compressed when the client asks
+        // (server-sent events and images never). The fastest level: the WASM is compressed
+        // per request, and a fast level already takes most of its size off.
+        .layer(
+            tower_http::compression::CompressionLayer::new()
+                .quality(tower_http::CompressionLevel::Fastest),
+        )
 }

@@ -134,14 +134,16 @@ fn policy_view(p: PolicyPage, who: &Caller) -> impl IntoView {
         <h1>{name.clone()} " " <StateBadge state=c.state()/></h1>
         <Flash/>
         <SplitBar share=c.effective_share()/>
-        {config_list(&c)}
-        <p><a class="button secondary" href=format!("/policies/{name}/simulate")>"Simulate a share change"</a></p>
-        {crate::routes::plan::plan_section(&c, p.verdict, who)}
-        <crate::routes::traffic::Traffic name=name.clone()/>
+        // The controls an incident needs (share, promote, roll back) come first: in the first
+        // screen at 1280×800; the details and charts follow.
         {match allowed(who, PolicyAction::SetShare, &name) {
             Ok(csrf) => controls(&c, csrf).into_any(),
             Err(reason) => view! { <section class="controls"><h2>"Change the rollout"</h2><ReadOnly reason/></section> }.into_any(),
         }}
+        {config_list(&c)}
+        <p><a class="button secondary" href=format!("/policies/{name}/simulate")>"Simulate a share change"</a></p>
+        {crate::routes::plan::plan_section(&c, p.verdict, who)}
+        <crate::routes::traffic::Traffic name=name.clone()/>
         {pins_section(&c, allowed(who, PolicyAction::Unpin, &name).ok())}
         {history_section(p.events)}
         {delete.ok().map(|csrf| view! {
@@ -219,18 +221,6 @@ fn controls(c: &PolicyConfig, csrf: String) -> impl IntoView {
                     <button type="submit" class="danger">"Roll back"</button>
                 </form>
             })}
-            <form method="post" action=path(PolicyAction::Pin) class="card">
-                <h3>"Pin a tenant"</h3>
-                <label for="pin-tenant">"Tenant id"</label>
-                <input id="pin-tenant" name="tenant" required maxlength="256"/>
-                <label for="pin-to">"Pin to"</label>
-                <select id="pin-to" name="pin">
-                    <option value="canary">"canary"</option>
-                    <option value="stable">"stable"</option>
-                </select>
-                <ChangeFields revision=rev action=PolicyAction::Pin id="pin" csrf=csrf.clone()/>
-                <button type="submit">"Pin"</button>
-            </form>
         </section>
     }
 }
@@ -257,9 +247,24 @@ fn pins_section(c: &PolicyConfig, csrf: Option<String>) -> impl IntoView {
             }
         })
         .collect_view();
+    let pin_form = csrf.clone().map(|csrf| view! {
+        <form method="post" action=PolicyAction::Pin.form_path(c.policy_name.as_str()) class="card">
+            <h3>"Pin a tenant"</h3>
+            <label for="pin-tenant">"Tenant id"</label>
+            <input id="pin-tenant" name="tenant" required maxlength="256"/>
+            <label for="pin-to">"Pin to"</label>
+            <select id="pin-to" name="pin">
+                <option value="canary">"canary"</option>
+                <option value="stable">"stable"</option>
+            </select>
+            <ChangeFields revision=rev action=PolicyAction::Pin id="pin" csrf/>
+            <button type="submit">"Pin"</button>
+        </form>
+    });
     view! {
         <section>
             <h2>"Pinned tenants"</h2>
+            {pin_form}
             {if c.overrides.is_empty() {
                 view! { <p>"None."</p> }.into_any()
             } else {
