@@ -14,14 +14,7 @@ use std::time::Duration;
 
 async fn state(n: usize, plans: bool, dir: &std::path::Path) -> app::ssr::state::AppState {
     let store = Arc::new(EmbeddedStore::open(dir.join("canary.redb")).unwrap());
-    let quiet = Duration::from_secs(3600);
-    let settings = server::TrafficSettings {
-        flush_every: quiet,
-        read_every: quiet,
-        idle_read_every: quiet,
-        plan_every: quiet,
-        ..Default::default()
-    };
+    let settings = server::testing::quiet("bench");
     let state = server::app_state(store.clone(), store, settings)
         .await
         .unwrap();

@@ -3,51 +3,19 @@
 //! `/metrics` (`apx_canary_store_documents_total`, the documents Firestore bills), on the
 //! embedded store and on the Firestore emulator.
 
-use app::access::Role;
 use splitter::store::embedded::EmbeddedStore;
-use splitter::store::firestore::FirestoreStore;
-use splitter::store::Store;
 use std::sync::Arc;
-use std::time::Duration;
 
-struct Server {
-    base: String,
-    token: String,
+use server::testing::Served as Server;
+
+/// Page views and counts, on a server whose background work is an hour apart (only page views
+/// and the test's own change touch the store).
+trait Views {
+    async fn view_every_page(&self);
+    async fn reads(&self) -> [u64; 4];
 }
 
-impl Server {
-    async fn start(store: Arc<dyn Store>) -> Server {
-        // Background reads and writes an hour apart: during the test only page views and the
-        // test's own change touch the store.
-        let quiet = Duration::from_secs(3600);
-        let traffic = server::TrafficSettings {
-            replica: "cost".into(),
-            flush_every: quiet,
-            read_every: quiet,
-            idle_read_every: quiet,
-            ..Default::default()
-        };
-        let (app, auth) = server::testing::router(store, traffic, true).await;
-        let token = server::testing::token(&auth, "ops", Role::Admin, &[]).await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Server { base, token }
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: &str) -> (u16, String) {
-        let res = reqwest::Client::new()
-            .request(method, format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .header("if-match", "\"1\"")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        (res.status().as_u16(), res.text().await.unwrap())
-    }
-
+impl Views for Server {
     /// Every page of the dashboard once, each checked to have rendered its data.
     async fn view_every_page(&self) {
         for (path, shows) in [
@@ -127,18 +95,19 @@ async fn page_views_cost_only_new_events(s: Server, exact: bool) {
 async fn page_views_cost_only_new_events_on_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path().join("canary.redb")).unwrap());
-    page_views_cost_only_new_events(Server::start(store).await, true).await;
+    page_views_cost_only_new_events(
+        Server::start(store, server::testing::quiet("cost")).await,
+        true,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_views_cost_only_new_events_on_firestore_emulator() {
-    assert!(
-        std::env::var("FIRESTORE_EMULATOR_HOST").is_ok(),
-        "FIRESTORE_EMULATOR_HOST is not set: run the tests with `./dev test`, which starts the emulator"
-    );
-    let project = format!("server-cost-{}", std::process::id());
-    let store = FirestoreStore::connect(&project, Duration::from_secs(10))
-        .await
-        .unwrap();
-    page_views_cost_only_new_events(Server::start(store).await, false).await;
+    let store = server::testing::firestore(&format!("server-cost-{}", std::process::id())).await;
+    page_views_cost_only_new_events(
+        Server::start(store, server::testing::quiet("cost")).await,
+        false,
+    )
+    .await;
 }

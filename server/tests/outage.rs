@@ -12,35 +12,15 @@ use app::access::Role;
 use splitter::store::firestore::FirestoreStore;
 use std::time::{Duration, Instant};
 
-struct Server {
-    base: String,
-    token: String,
+use server::testing::Served as Server;
+
+/// What `/healthz` says, polled.
+trait Health {
+    async fn status(&self) -> String;
+    async fn wait_status(&self, prefix: &str) -> String;
 }
 
-impl Server {
-    async fn get(&self, path: &str) -> (u16, String) {
-        let res = reqwest::Client::new()
-            .get(format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {}", self.token))
-            .send()
-            .await
-            .unwrap();
-        (res.status().as_u16(), res.text().await.unwrap())
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: &str) -> (u16, String) {
-        let res = reqwest::Client::new()
-            .request(method, format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .header("if-match", "\"1\"")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        (res.status().as_u16(), res.text().await.unwrap())
-    }
-
+impl Health for Server {
     async fn status(&self) -> String {
         let (_, body) = self.get("/healthz").await;
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -78,12 +58,7 @@ async fn a_store_outage_is_not_a_dashboard_outage() {
         read_every: Duration::from_millis(200),
         ..Default::default()
     };
-    let (app, auth) = server::testing::router(store, traffic, true).await;
-    let token = server::testing::token(&auth, "ops", Role::Admin, &[]).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let s = Server { base, token };
+    let s = Server::start(store, traffic).await;
     let policy = "/policies/demo-payment-api";
 
     assert_eq!(s.status().await, "ok");
@@ -141,7 +116,7 @@ async fn a_store_outage_is_not_a_dashboard_outage() {
     let _back = support::Emulator::start_on(emulator.port());
     s.wait_status("ok").await;
     let s = Server {
-        token: server::testing::token(&auth, "ops-2", Role::Admin, &[]).await,
+        token: server::testing::token(&s.auth, "ops-2", Role::Admin, &[]).await,
         ..s
     };
     let (code, body) = s

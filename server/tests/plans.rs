@@ -5,7 +5,6 @@
 
 use splitter::plans::{preset, AtEnd, Move, Status};
 use splitter::store::embedded::EmbeddedStore;
-use splitter::store::firestore::FirestoreStore;
 use splitter::store::Store;
 use splitter::traffic::{minute_of, ReplicaMinute, VersionTraffic};
 use splitter::{Actor, BasisPoints, NewPolicy, Operation, PolicyName, Request, Version};
@@ -13,16 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 async fn replica(store: Arc<dyn Store>) -> app::ssr::state::AppState {
-    // Background work an hour apart: the test drives the controller and the traffic itself.
-    let quiet = Duration::from_secs(3600);
-    let settings = server::TrafficSettings {
-        replica: "plans".into(),
-        flush_every: quiet,
-        read_every: quiet,
-        idle_read_every: quiet,
-        plan_every: quiet,
-        ..Default::default()
-    };
+    // The test drives the controller and the traffic itself.
+    let settings = server::testing::quiet("plans");
     server::app_state(store.clone(), store, settings)
         .await
         .unwrap()
@@ -257,16 +248,9 @@ fn embedded() -> (Arc<dyn Store>, tempfile::TempDir) {
 }
 
 async fn firestore(test: &str) -> Arc<dyn Store> {
-    assert!(
-        std::env::var("FIRESTORE_EMULATOR_HOST").is_ok(),
-        "FIRESTORE_EMULATOR_HOST is not set: run the tests with `./dev test`, which starts the emulator"
-    );
     // Project ids are short and plain: the scenario's initials and the process.
     let initials: String = test.split('_').filter_map(|w| w.chars().next()).collect();
-    let project = format!("plans-{initials}-{}", std::process::id());
-    FirestoreStore::connect(&project, Duration::from_secs(10))
-        .await
-        .unwrap()
+    server::testing::firestore(&format!("plans-{initials}-{}", std::process::id())).await
 }
 
 macro_rules! on_both_stores {

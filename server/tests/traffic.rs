@@ -363,15 +363,8 @@ async fn embedded() -> (String, tempfile::TempDir) {
 }
 
 async fn firestore(test: &str) -> String {
-    assert!(
-        std::env::var("FIRESTORE_EMULATOR_HOST").is_ok(),
-        "FIRESTORE_EMULATOR_HOST is not set: run the tests with `./dev test`, which starts the emulator"
-    );
     let project = format!("server-{test}-{}", std::process::id());
-    let store = FirestoreStore::connect(&project, Duration::from_secs(10))
-        .await
-        .unwrap();
-    serve(store).await
+    serve(server::testing::firestore(&project).await).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,9 @@
 #[path = "../tests/support/rollouts.rs"]
 mod rollouts;
 
-use rollouts::{detection_minutes, rollout, zipf_request_share, Behaviour, End, Rng, PRESET};
+use rollouts::{
+    detection_minutes, rollout, zipf_request_share, Behaviour, Draws, End, Rng, PRESET,
+};
 use splitter::analysis::Guards;
 
 fn main() {

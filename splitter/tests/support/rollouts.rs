@@ -23,29 +23,29 @@ pub struct Behaviour {
     pub median_ms: f64,
 }
 
-/// SplitMix64 with the draws a simulation needs.
-pub struct Rng(pub u64);
+#[path = "splitmix.rs"]
+mod splitmix;
+pub use splitmix::SplitMix as Rng;
 
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
+/// The draws a simulation needs, on the tests' [`Rng`].
+pub trait Draws {
+    fn uniform(&mut self) -> f64;
+    fn normal(&mut self) -> f64;
+    fn binomial(&mut self, n: u64, p: f64) -> u64;
+}
 
-    pub fn uniform(&mut self) -> f64 {
+impl Draws for Rng {
+    fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    pub fn normal(&mut self) -> f64 {
+    fn normal(&mut self) -> f64 {
         let (u, v) = (self.uniform().max(1e-300), self.uniform());
         (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
     }
 
     /// Binomial(n, p): exact below 64 trials, else the normal approximation (rounded, clamped).
-    pub fn binomial(&mut self, n: u64, p: f64) -> u64 {
+    fn binomial(&mut self, n: u64, p: f64) -> u64 {
         if n < 64 {
             return (0..n).filter(|_| self.uniform() < p).count() as u64;
         }
