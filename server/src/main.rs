@@ -105,11 +105,11 @@ struct Args {
     #[command(flatten)]
     store: StoreArgs,
     /// Serve the demo service (`/demo/{policy}`) behind the routing layer.
-    #[arg(long, env = "APX_DEMO", value_parser = clap::builder::FalseyValueParser::new())]
+    #[arg(long, env = "APX_DEMO", value_parser = clap::builder::BoolishValueParser::new())]
     demo: bool,
     /// Always mark the session cookie Secure (it is also marked behind a proxy that sends
     /// `X-Forwarded-Proto: https`).
-    #[arg(long, env = "APX_SECURE_COOKIES", value_parser = clap::builder::FalseyValueParser::new())]
+    #[arg(long, env = "APX_SECURE_COOKIES", value_parser = clap::builder::BoolishValueParser::new())]
     secure_cookies: bool,
     /// Behind Google's Identity-Aware Proxy: the audience its assertions are signed for
     /// (`/projects/NUMBER/global/backendServices/ID`). Turns IAP sign-in on.
