@@ -6,7 +6,8 @@ set -euo pipefail
 set -f
 port=$1
 shift
-bin=./target/debug/apx-canary
+# The release build (./dev test builds it as ./dev run does); APX_E2E_BIN for another.
+bin=${APX_E2E_BIN:-./target/release/apx-canary}
 password='e2e password 1234'
 for account in "e2e-admin --admin" "e2e-viewer --role viewer" "e2e-ops --role operator --policies payments-*"; do
   printf '%s\n' "$password" | $bin user add $account "$@"

@@ -15,12 +15,16 @@ pub mod ssr;
 pub mod traffic;
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::{path, SsrMode};
+use leptos_router::{path, Lazy, SsrMode};
 
 /// The HTML document around the app (server only renders it).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    let stylesheet = ssr::assets::stylesheet;
+    #[cfg(not(feature = "ssr"))]
+    let stylesheet = || "/pkg/apx-canary.css";
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -28,6 +32,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <link rel="stylesheet" id="leptos" href=stylesheet()/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -46,7 +51,6 @@ pub fn App() -> impl IntoView {
     components::provide_caller();
     let store = Resource::new(|| (), |_| server_fns::store_label());
     view! {
-        <Stylesheet id="leptos" href="/pkg/apx-canary.css"/>
         <Title text="APX Canary"/>
         <header class="top">
             <a href="/" class="brand">"APX Canary"</a>
@@ -64,9 +68,9 @@ pub fn App() -> impl IntoView {
                 // Async: the whole page is rendered before it is sent, so it works without JavaScript.
                 <Routes fallback=|| view! { <h1>"Page not found"</h1><p><a href="/">"All policies"</a></p> }>
                     <Route path=path!("/") view=routes::overview::Overview ssr=SsrMode::Async/>
-                    <Route path=path!("/policies/new") view=routes::new_policy::NewPolicy ssr=SsrMode::Async/>
-                    <Route path=path!("/policies/:name") view=routes::policy::Policy ssr=SsrMode::Async/>
-                    <Route path=path!("/policies/:name/simulate") view=routes::simulate::Simulate ssr=SsrMode::Async/>
+                    <Route path=path!("/policies/new") view={Lazy::<routes::lazy::NewPolicyPage>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/policies/:name") view={Lazy::<routes::lazy::PolicyPage>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/policies/:name/simulate") view={Lazy::<routes::lazy::SimulatePage>::new()} ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>
@@ -77,7 +81,14 @@ pub fn App() -> impl IntoView {
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
-    // Observable for tools and tests: the page is interactive now.
-    live::mark("data-hydrated", "true");
+    // Lazy pages hydrate asynchronously (their code may still be arriving): the page is marked
+    // interactive, for tools and tests, once hydration has finished.
+    let _ = any_spawner::Executor::init_wasm_bindgen();
+    leptos::task::spawn_local(async {
+        let Some(body) = leptos::prelude::document().body() else {
+            return;
+        };
+        leptos::mount::hydrate_from_async(body, App).await.forget();
+        live::mark("data-hydrated", "true");
+    });
 }

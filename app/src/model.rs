@@ -32,8 +32,27 @@ impl LiveRefresh {
 
 /// A human-friendly "how long ago" for a timestamp, relative to `now`.
 pub fn ago(then: jiff::Timestamp, now: jiff::Timestamp) -> String {
-    let secs = now.as_second() - then.as_second();
-    match secs {
+    ago_secs(then.as_second(), now.as_second())
+}
+
+/// Seconds since the Unix epoch, now. (In the browser from `Date.now()`: jiff's clock would
+/// bring its error messages into the overview's WASM.)
+pub fn now_secs() -> i64 {
+    #[cfg(feature = "hydrate")]
+    {
+        (js_sys::Date::now() / 1000.0) as i64
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    }
+}
+
+/// [`ago`] on seconds since the Unix epoch.
+pub fn ago_secs(then: i64, now: i64) -> String {
+    match now - then {
         s if s < 0 => "just now".into(),
         s if s < 60 => format!("{s} s ago"),
         s if s < 3600 => format!("{} min ago", s / 60),
@@ -43,13 +62,31 @@ pub fn ago(then: jiff::Timestamp, now: jiff::Timestamp) -> String {
 }
 
 /// A timestamp as operators read it: `2026-11-28 16:30:05 UTC`.
+/// (Formatted by hand: jiff's strftime would add its whole formatter to the browser's WASM.)
 pub fn when(t: jiff::Timestamp) -> String {
-    t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+    let d = jiff::tz::Offset::UTC.to_datetime(t);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        d.year(),
+        d.month(),
+        d.day(),
+        d.hour(),
+        d.minute(),
+        d.second()
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn when_formats_like_strftime() {
+        for secs in [0, 59, 951_782_400, 1_795_000_000, 4_102_444_799, -86_401] {
+            let t = jiff::Timestamp::from_second(secs).unwrap();
+            assert_eq!(when(t), t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string());
+        }
+    }
 
     #[test]
     fn a_live_refresh_never_replaces_another_policys_page() {
@@ -109,10 +146,31 @@ pub struct OverviewQuery {
 /// Policies shown per overview page.
 pub const PAGE_SIZE: usize = 50;
 
+/// One policy as the overview lists it: only what the row shows, so the page's data stays
+/// small (50 rows in the HTML) and the browser's first WASM needs no config or timestamp
+/// decoding (BENCHMARKS.md, "Bundle").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverviewRow {
+    pub name: String,
+    pub stable: String,
+    pub canary: Option<String>,
+    /// The configured share.
+    pub share: splitter::BasisPoints,
+    /// What the canary really receives (0 without a canary version).
+    pub effective: splitter::BasisPoints,
+    pub state: splitter::RolloutState,
+    /// The running or paused plan's step (`—` without one).
+    pub plan: String,
+    /// Seconds since the Unix epoch of the last change, and the same as operators read it.
+    pub updated_secs: i64,
+    pub updated_when: String,
+    pub updated_by: String,
+}
+
 /// One page of the overview.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OverviewPage {
-    pub rows: Vec<PolicyConfig>,
+    pub rows: Vec<OverviewRow>,
     /// Policies in the store.
     pub total: usize,
     /// Policies matching the filter (on all pages).

@@ -7,14 +7,14 @@ import { createPolicy, getPolicy, gotoHydrated, sign, uniqueName } from './helpe
  *  tenants (with Zipf tenants a unique policy's canary may draw far fewer requests than its
  *  share, and the plan would rightly wait instead of judging). */
 function loadgen(baseURL: string, policy: string, seconds: number, canaryErrorRate: number) {
-  const bin = path.resolve(__dirname, '../../target/debug/apx-canary');
+  const bin = process.env.APX_E2E_BIN ? path.resolve(process.env.APX_E2E_BIN) : path.resolve(__dirname, '../../target/release/apx-canary');
   execFileSync(bin, ['loadgen', '--target', baseURL, '--policy', policy, '--seconds', String(seconds),
     '--rps', '200', '--tenants', '2000', '--zipf', '0', '--canary-error-rate', String(canaryErrorRate), '--concurrency', '8']);
 }
 
 /** The same, without blocking the test: resolves when the load generator is done. */
 function loadgenInBackground(baseURL: string, policy: string, seconds: number): Promise<void> {
-  const bin = path.resolve(__dirname, '../../target/debug/apx-canary');
+  const bin = process.env.APX_E2E_BIN ? path.resolve(process.env.APX_E2E_BIN) : path.resolve(__dirname, '../../target/release/apx-canary');
   return new Promise((resolve, reject) => execFile(bin, ['loadgen', '--target', baseURL, '--policy', policy,
     '--seconds', String(seconds), '--rps', '200', '--tenants', '2000', '--zipf', '0', '--concurrency', '8'],
     (err) => (err ? reject(err) : resolve())));

@@ -5,7 +5,7 @@ import { auth, createPolicy, getPolicy, gotoHydrated, uniqueName } from './helpe
 
 /** Runs `apx-canary loadgen` (the real binary) and returns what it got back per version. */
 function loadgen(baseURL: string, policy: string, seconds: number): Map<string, { responses: number; errors: number }> {
-  const bin = path.resolve(__dirname, '../../target/debug/apx-canary');
+  const bin = process.env.APX_E2E_BIN ? path.resolve(process.env.APX_E2E_BIN) : path.resolve(__dirname, '../../target/release/apx-canary');
   const out = execFileSync(bin, ['loadgen', '--target', baseURL, '--policy', policy,
     '--seconds', String(seconds), '--rps', '150', '--tenants', '2000', '--canary-error-rate', '0.25',
     '--concurrency', '8']).toString();

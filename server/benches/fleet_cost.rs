@@ -137,7 +137,7 @@ fn simulate(replicas: usize, policies: usize, dashboards: usize) -> Counts {
                     views(owner, ViewKind::Overview, open).await;
                     views(owner, ViewKind::Policy, &names[(d * 13 + 1) % names.len()]).await;
                     views(
-                        &owner,
+                        owner,
                         ViewKind::Traffic,
                         &names[(d * 13 + 1) % names.len()],
                     )

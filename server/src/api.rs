@@ -302,15 +302,38 @@ async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(configs).into_response())
 }
 
+/// One policy; `304 Not Modified` (no body) when `If-None-Match` already names its revision,
+/// so a poller re-reads nothing until the policy changes.
 async fn get_one(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let name = PolicyName::new(&name)?;
     let config = state
         .config(name.as_str())
         .ok_or_else(|| splitter::Error::NotFound(name.to_string()))?;
+    let known = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok());
+    if known.is_some_and(|v| etag_matches(v, config.revision)) {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", config.revision)) {
+            r.headers_mut().insert(header::ETAG, v);
+        }
+        return Ok(r);
+    }
     Ok(with_etag(&config, StatusCode::OK))
+}
+
+/// Whether an `If-None-Match` value (`"7"`, `W/"7"`, `"6", "7"` or `*`) names `revision`.
+pub fn etag_matches(if_none_match: &str, revision: u64) -> bool {
+    let want = revision.to_string();
+    if_none_match.split(',').any(|tag| {
+        let tag = tag.trim();
+        let tag = tag.strip_prefix("W/").unwrap_or(tag);
+        tag == "*" || tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')) == Some(want.as_str())
+    })
 }
 
 #[derive(Deserialize)]

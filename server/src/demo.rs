@@ -19,6 +19,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub fn routes(app: &AppState) -> Router<ServerState> {
+    service(app).with_state(())
+}
+
+/// The demo service behind the routing layer and this server's recorder, without the server's
+/// state: the HTTP routes above and the built-in demo traffic ([`crate::demo_traffic`]) use it.
+pub fn service(app: &AppState) -> Router {
     let layer = CanaryLayer::new(Some(app.splitter.clone()), PolicySource::PathSegment(1))
         .recorder(app.recorder.clone());
     Router::new()

@@ -39,3 +39,65 @@ pub async fn secure(mut req: Request, next: Next) -> Response {
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     res
 }
+
+/// Whether `path` names a built file whose name carries a content hash
+/// (`/pkg/apx-canary.29Gu4SfLZexm1xOAiDSN1g.wasm`): such a file never changes.
+pub fn is_hashed_asset(path: &str) -> bool {
+    let Some(file) = path.strip_prefix("/pkg/") else {
+        return false;
+    };
+    let parts: Vec<&str> = file.split('.').collect();
+    parts.len() >= 3
+        && parts[1..parts.len() - 1].iter().any(|p| {
+            p.len() == 22
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// Caching of the built files: hashed names are cached for a year without revalidation
+/// (`immutable`); any other file under `/pkg` is revalidated on each use (`no-cache`, answered
+/// `304` by its `Last-Modified`).
+pub async fn cache_static(req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let mut res = next.run(req).await;
+    if !path.starts_with("/pkg/") || !(res.status().is_success() || res.status() == 304) {
+        return res;
+    }
+    let value = if is_hashed_asset(&path) {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    let h = res.headers_mut();
+    h.insert("cache-control", HeaderValue::from_static(value));
+    // The same path is sent as brotli, gzip or raw: caches on the way must keep them apart.
+    h.insert("vary", HeaderValue::from_static("accept-encoding"));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashed_names_are_told_apart() {
+        for hashed in [
+            "/pkg/apx-canary.29Gu4SfLZexm1xOAiDSN1g.wasm",
+            "/pkg/apx-canary.-ualnuIjHnByolgC1AJmGw.js",
+            "/pkg/__wasm_split.KNCg7SbW7MgLLuyAc89O7A.js",
+            "/pkg/chunk_4.o6q-3-wGWXeQu-flr3iSmQ.wasm",
+        ] {
+            assert!(is_hashed_asset(hashed), "{hashed}");
+        }
+        for plain in [
+            "/pkg/apx-canary.wasm",
+            "/pkg/apx-canary.css",
+            "/favicon.svg",
+            "/pkg/a.b.c",
+            "/policies/apx-canary.29Gu4SfLZexm1xOAiDSN1g.wasm",
+        ] {
+            assert!(!is_hashed_asset(plain), "{plain}");
+        }
+    }
+}

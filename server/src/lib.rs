@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod controller;
 pub mod demo;
+pub mod demo_traffic;
 pub mod error;
 pub mod forms;
 pub mod headers;
@@ -236,6 +237,7 @@ pub fn router(leptos: LeptosOptions, app: AppState, auth: Arc<auth::Auth>, demo:
         >(context, app::shell))
         .with_state(state)
         .layer(axum::middleware::from_fn(headers::secure))
+        .layer(axum::middleware::from_fn(headers::cache_static))
         // Pages, JSON, WASM, JS and CSS go out brotli- or gzip-compressed when the client asks
         // (server-sent events and images never). The fastest level: the WASM is compressed
         // per request, and a fast level already takes most of its size off.

@@ -124,6 +124,14 @@ struct Args {
     /// Do not create demo policies in an empty embedded store.
     #[arg(long)]
     no_demo: bool,
+    /// Do not send the built-in demo traffic to the embedded store's demo policies (it never
+    /// runs on Firestore).
+    #[arg(long, env = "APX_NO_DEMO_TRAFFIC", value_parser = clap::builder::BoolishValueParser::new())]
+    no_demo_traffic: bool,
+    /// The built site (`cargo leptos build --release` writes it to target/site): the hashed
+    /// WASM, JS and CSS under pkg/, with their .br and .gz.
+    #[arg(long, env = "APX_SITE_ROOT", default_value = "target/site")]
+    site_root: PathBuf,
     /// Seconds between writes of recorded traffic to the store.
     #[arg(long, env = "APX_TRAFFIC_FLUSH_SECS", default_value_t = 5.0)]
     traffic_flush_secs: f64,
@@ -232,10 +240,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(Ok(conf)) => conf.leptos_options,
         _ => LeptosOptions::builder()
             .output_name("apx-canary")
-            .site_root("target/site")
+            .site_root(args.site_root.to_string_lossy().as_ref())
             .site_pkg_dir("pkg")
+            // A hashed build leaves hash.txt beside the binary.
+            .hash_files(app::ssr::assets::hash_file().is_some())
             .build(),
     };
+    app::ssr::assets::init(&leptos);
     leptos.site_addr = args.addr;
     let mut auth = server::auth::Auth::new(store.clone());
     auth.secure_cookies = args.secure_cookies;
@@ -251,6 +262,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let state = server::app_state(store.clone(), store, traffic).await?;
+    let firestore = args.store.firestore_project.is_some();
+    if server::demo_traffic::enabled(firestore, args.no_demo, args.no_demo_traffic) {
+        server::demo_traffic::spawn(state.clone());
+        tracing::info!(
+            "demo traffic: {} requests/s to the demo policies (off: --no-demo-traffic)",
+            server::demo_traffic::per_second()
+        );
+    }
     tracing::info!(store = %state.store_label, "listening on http://{}", args.addr);
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let (recorder, store) = (state.recorder.clone(), state.traffic_store.clone());

@@ -23,6 +23,17 @@ pub async fn router_with(
     demo: bool,
     auth: Auth,
 ) -> (axum::Router, Arc<Auth>) {
+    site_router(store, traffic, demo, auth, "target/site").await
+}
+
+/// [`router_with`] serving the built files of `site_root`.
+pub async fn site_router(
+    store: Arc<dyn Store>,
+    traffic: crate::TrafficSettings,
+    demo: bool,
+    auth: Auth,
+    site_root: &str,
+) -> (axum::Router, Arc<Auth>) {
     crate::seed::seed_if_empty(&*store).await.unwrap();
     let auth = Arc::new(auth);
     let state = crate::app_state(store.clone(), store, traffic)
@@ -30,6 +41,7 @@ pub async fn router_with(
         .unwrap();
     let leptos = leptos::config::LeptosOptions::builder()
         .output_name("apx-canary")
+        .site_root(site_root)
         .build();
     (crate::router(leptos, state, auth.clone(), demo), auth)
 }

@@ -5,7 +5,6 @@
 //! emulator back, all of it recovers. Runs its own emulator, which it stops on purpose.
 
 #[path = "../../splitter/tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use app::access::Role;

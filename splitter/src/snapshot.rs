@@ -122,9 +122,9 @@ impl Splitter {
         let name = config.policy_name.as_str();
         self.inner.policies.rcu(|current| {
             let mut next = Policies::clone(current);
-            if !current
+            if current
                 .get(name)
-                .is_some_and(|c| c.revision > config.revision)
+                .is_none_or(|c| c.revision <= config.revision)
             {
                 next.insert(name.to_string(), config.clone());
             }

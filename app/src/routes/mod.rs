@@ -1,5 +1,6 @@
 //! One file per page.
 
+pub mod lazy;
 pub mod new_policy;
 pub mod overview;
 pub mod plan;

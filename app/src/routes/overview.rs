@@ -1,7 +1,7 @@
 //! `/`: every policy on one screen, filtered, sorted and paged through the URL.
 
 use crate::components::{Flash, SplitBar, StateBadge};
-use crate::model::{ago, when, OverviewQuery};
+use crate::model::{ago_secs, OverviewQuery};
 use crate::server_fns::list_policies;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
@@ -43,7 +43,7 @@ pub fn Overview() -> impl IntoView {
                     Err(e) => view! { <p class="flash error" role="alert">{format!("Cannot read the policies: {e}")}</p> }.into_any(),
                     Ok((store, page)) => {
                         let total = page.total;
-                        let now = jiff::Timestamp::now();
+                        let now = crate::model::now_secs();
                         let link = {
                             let oq = oq.clone();
                             move |p: usize| format!("/?q={}&state={}&sort={}&page={p}", urlencode(&oq.q), oq.state, oq.sort)
@@ -82,15 +82,16 @@ pub fn Overview() -> impl IntoView {
                                 </tr></thead>
                                 <tbody>
                                     {page.rows.into_iter().map(|c| {
-                                        let href = format!("/policies/{}", c.policy_name);
-                                        let observed = page.traffic.get(c.policy_name.as_str()).copied();
+                                        let href = format!("/policies/{}", c.name);
+                                        let observed = page.traffic.get(c.name.as_str()).copied();
+                                        let key = c.name.clone();
                                         view! {
-                                            <tr data-policy=c.policy_name.to_string()>
-                                                <th scope="row"><a href=href>{c.policy_name.to_string()}</a></th>
-                                                <td class="version stable">{c.stable_version.to_string()}</td>
-                                                <td class="version canary">{c.canary_version.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "—".into())}</td>
-                                                <td class="share" data-test="share">{c.canary_basis_points.to_string()}</td>
-                                                <td><SplitBar share=c.effective_share()/></td>
+                                            <tr data-policy=key>
+                                                <th scope="row"><a href=href>{c.name}</a></th>
+                                                <td class="version stable">{c.stable}</td>
+                                                <td class="version canary">{c.canary.unwrap_or_else(|| "—".into())}</td>
+                                                <td class="share" data-test="share">{c.share.to_string()}</td>
+                                                <td><SplitBar share=c.effective/></td>
                                                 <td class="share-indicator" data-test="observed">{match observed {
                                                     Some(o) if o.requests > 0 => view! {
                                                         <SplitBar share=o.basis_points()/>
@@ -98,9 +99,9 @@ pub fn Overview() -> impl IntoView {
                                                     }.into_any(),
                                                     _ => view! { <span class="muted">"no traffic"</span> }.into_any(),
                                                 }}</td>
-                                                <td><StateBadge state=c.state()/></td>
-                                                <td data-test="plan">{plan_cell(&c)}</td>
-                                                <td title=when(c.updated_at)>{format!("{} by {}", ago(c.updated_at, now), c.updated_by)}</td>
+                                                <td><StateBadge state=c.state/></td>
+                                                <td data-test="plan">{c.plan}</td>
+                                                <td title=c.updated_when>{format!("{} by {}", ago_secs(c.updated_secs, now), c.updated_by)}</td>
                                             </tr>
                                         }
                                     }).collect_view()}
@@ -128,20 +129,4 @@ pub fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// A running or paused plan's current step, for the overview (`—` without an active plan).
-pub fn plan_cell(c: &splitter::PolicyConfig) -> String {
-    use splitter::plans::Status;
-    let Some(plan) = c.plan.as_ref() else {
-        return "—".into();
-    };
-    let of = plan.steps.len();
-    match &plan.status {
-        Status::Running { step, .. } => {
-            format!("step {} of {of} ({})", step + 1, plan.steps[*step].share)
-        }
-        Status::Paused { step, .. } => format!("paused at step {} of {of}", step + 1),
-        Status::Ended { .. } => "—".into(),
-    }
 }

@@ -262,7 +262,7 @@ fn plan_steps(config: &splitter::PolicyConfig) -> (Vec<splitter::plans::Step>, S
 }
 
 fn minutes(secs: u64) -> String {
-    if secs % 60 == 0 {
+    if secs.is_multiple_of(60) {
         format!("{} min", secs / 60)
     } else {
         format!("{secs} s")

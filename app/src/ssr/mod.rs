@@ -2,6 +2,7 @@
 //! nowhere else: the shared state, and the pure functions that turn store data into pages
 //! (the browser build never compiles them).
 
+pub mod assets;
 pub mod events;
 pub mod overview;
 pub mod plans;

@@ -1,14 +1,47 @@
 //! The overview's data on the server: filtering, sorting and paging the policies, and summing
 //! their observed traffic.
 
-use crate::model::{ObservedShare, OverviewPage, OverviewQuery, PAGE_SIZE};
+use crate::model::{ObservedShare, OverviewPage, OverviewQuery, OverviewRow, PAGE_SIZE};
 use splitter::PolicyConfig;
+
+impl OverviewRow {
+    pub fn of(c: &PolicyConfig) -> OverviewRow {
+        OverviewRow {
+            name: c.policy_name.to_string(),
+            stable: c.stable_version.to_string(),
+            canary: c.canary_version.as_ref().map(|v| v.to_string()),
+            share: c.canary_basis_points,
+            effective: c.effective_share(),
+            state: c.state(),
+            plan: plan_cell(c),
+            updated_secs: c.updated_at.as_second(),
+            updated_when: crate::model::when(c.updated_at),
+            updated_by: c.updated_by.to_string(),
+        }
+    }
+}
+
+/// A running or paused plan's current step, for the overview (`—` without an active plan).
+pub fn plan_cell(c: &splitter::PolicyConfig) -> String {
+    use splitter::plans::Status;
+    let Some(plan) = c.plan.as_ref() else {
+        return "—".into();
+    };
+    let of = plan.steps.len();
+    match &plan.status {
+        Status::Running { step, .. } => {
+            format!("step {} of {of} ({})", step + 1, plan.steps[*step].share)
+        }
+        Status::Paused { step, .. } => format!("paused at step {} of {of}", step + 1),
+        Status::Ended { .. } => "—".into(),
+    }
+}
 
 impl ObservedShare {
     /// Per policy on the page: all requests in the window and those of its current canary
     /// version, from the traffic cache's totals (policy → version → traffic).
     pub fn from_totals(
-        rows: &[PolicyConfig],
+        rows: &[OverviewRow],
         totals: &std::collections::BTreeMap<
             String,
             std::collections::BTreeMap<String, splitter::traffic::VersionTraffic>,
@@ -16,11 +49,11 @@ impl ObservedShare {
     ) -> std::collections::BTreeMap<String, ObservedShare> {
         let mut out: std::collections::BTreeMap<String, ObservedShare> = Default::default();
         for c in rows {
-            let Some(versions) = totals.get(c.policy_name.as_str()) else {
+            let Some(versions) = totals.get(c.name.as_str()) else {
                 continue;
             };
-            let canary = c.canary_version.as_ref().map(|v| v.as_str());
-            let o = out.entry(c.policy_name.to_string()).or_default();
+            let canary = c.canary.as_deref();
+            let o = out.entry(c.name.clone()).or_default();
             for (v, t) in versions {
                 o.requests += t.requests;
                 if Some(v.as_str()) == canary {
@@ -57,6 +90,7 @@ impl OverviewQuery {
             .into_iter()
             .skip((page - 1) * PAGE_SIZE)
             .take(PAGE_SIZE)
+            .map(|c| OverviewRow::of(&c))
             .collect();
         OverviewPage {
             rows,
@@ -105,7 +139,7 @@ mod tests {
             (p.matching, p.pages, p.page, p.rows.len()),
             (1000, 20, 3, PAGE_SIZE)
         );
-        assert_eq!(p.rows[0].policy_name.as_str(), "policy-0100");
+        assert_eq!(p.rows[0].name, "policy-0100");
         let ramping = OverviewQuery {
             state: "ramping".into(),
             sort: "share".into(),
@@ -115,11 +149,8 @@ mod tests {
         assert!(p
             .rows
             .iter()
-            .all(|c| c.state() == splitter::RolloutState::Ramping));
-        assert!(p
-            .rows
-            .windows(2)
-            .all(|w| w[0].canary_basis_points >= w[1].canary_basis_points));
+            .all(|c| c.state == splitter::RolloutState::Ramping));
+        assert!(p.rows.windows(2).all(|w| w[0].share >= w[1].share));
         let named = OverviewQuery {
             q: "POLICY-099".into(),
             sort: "updated".into(),
@@ -128,10 +159,6 @@ mod tests {
         };
         let p = named.apply(all);
         assert_eq!((p.matching, p.page), (10, 1));
-        assert_eq!(
-            p.rows[0].policy_name.as_str(),
-            "policy-0999",
-            "newest change first"
-        );
+        assert_eq!(p.rows[0].name, "policy-0999", "newest change first");
     }
 }

@@ -62,7 +62,7 @@ impl CostStore {
             changed: watch::channel(0).0,
             feed: broadcast::channel(splitter::store::FEED_CAPACITY).0,
             started: tokio::time::Instant::now(),
-            epoch_micros: jiff::Timestamp::now().as_microsecond() as i64,
+            epoch_micros: jiff::Timestamp::now().as_microsecond(),
         }
     }
 

@@ -45,9 +45,10 @@ pub fn esc(s: &str) -> String {
 pub fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>{t} · APX Canary</title><link rel=\"stylesheet\" href=\"/pkg/apx-canary.css\"><link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\"></head>\
+<title>{t} · APX Canary</title><link rel=\"stylesheet\" href=\"{css}\"><link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\"></head>\
 <body><header class=\"top\"><a href=\"/\" class=\"brand\">APX Canary</a></header><main><h1>{t}</h1>{body}</main></body></html>",
-        t = esc(title)
+        t = esc(title),
+        css = app::ssr::assets::stylesheet()
     ))
 }
 

@@ -218,7 +218,7 @@ impl PolicyStore for EmbeddedStore {
 impl EmbeddedStore {
     /// The position for the next traffic write: now, or just after the last one.
     fn next_position(&self) -> i64 {
-        let now = jiff::Timestamp::now().as_microsecond() as i64;
+        let now = jiff::Timestamp::now().as_microsecond();
         let previous = self
             .position
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {

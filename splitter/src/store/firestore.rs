@@ -80,7 +80,7 @@ impl ReplicaMinuteDoc {
                 key: key.clone(),
                 detail: e.to_string(),
             })?;
-        let stored_at = self.stored_at.map_or(0, |t| t.as_microsecond() as i64);
+        let stored_at = self.stored_at.map_or(0, |t| t.as_microsecond());
         Ok(StoredMinute {
             doc: ReplicaMinute {
                 minute: self.minute,
