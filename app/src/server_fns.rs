@@ -9,10 +9,11 @@ use leptos::prelude::*;
 #[server]
 pub async fn list_policies(query: OverviewQuery) -> Result<(String, OverviewPage), ServerFnError> {
     let state = expect_context::<crate::ssr::state::AppState>();
-    let mut page = query.apply(state.configs());
+    let mut page = query.apply(state.shared_configs());
     let to = splitter::traffic::minute_of(jiff::Timestamp::now());
     let from = to - crate::model::OBSERVED_MINUTES + 1;
-    let totals = state.traffic.totals(from, to);
+    let names: Vec<&str> = page.rows.iter().map(|r| r.name.as_str()).collect();
+    let totals = state.traffic.totals_of(&names, from, to);
     page.traffic = crate::model::ObservedShare::from_totals(&page.rows, &totals);
     Ok((state.store_label.clone(), page))
 }
@@ -76,20 +77,28 @@ pub async fn policy_traffic(
     let now = jiff::Timestamp::now();
     let to = splitter::traffic::minute_of(now);
     let from = to - window.minutes() + 1;
-    let traffic = state.traffic.policy(name.as_str(), from, to);
+    let inputs = crate::ssr::traffic_pages::Inputs {
+        generation: state.traffic.generation(),
+        revision: config.revision,
+        second: now.as_second(),
+    };
     let events = state
         .events(&config)
         .await
         .map_err(|e| ServerFnError::new(e.to_string()))?;
-    let (minutes, through) = (traffic.minutes, traffic.written_through);
-    let mut page = build(&TrafficInput {
-        config: &config,
-        events: &events,
-        minutes: &minutes,
-        through: &through,
-        window,
-        now,
-    });
+    let mut page = state
+        .traffic_pages
+        .get_or_build(name.as_str(), window, inputs, || {
+            let traffic = state.traffic.policy(name.as_str(), from, to);
+            build(&TrafficInput {
+                config: &config,
+                events: &events,
+                minutes: &traffic.minutes,
+                through: &traffic.written_through,
+                window,
+                now,
+            })
+        });
     let stats = state.recorder.stats();
     page.unflushed_requests = stats.unflushed_requests;
     page.lost_requests = stats.lost_requests;

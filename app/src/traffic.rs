@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use splitter::VersionRole;
 
 /// The window selector's choices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Window {
     M15,
     H1,

@@ -136,12 +136,7 @@ fn simulate(replicas: usize, policies: usize, dashboards: usize) -> Counts {
                 if second % 60 == (d as u64 * 7) % 60 {
                     views(owner, ViewKind::Overview, open).await;
                     views(owner, ViewKind::Policy, &names[(d * 13 + 1) % names.len()]).await;
-                    views(
-                        owner,
-                        ViewKind::Traffic,
-                        &names[(d * 13 + 1) % names.len()],
-                    )
-                    .await;
+                    views(owner, ViewKind::Traffic, &names[(d * 13 + 1) % names.len()]).await;
                 }
             }
             tokio::time::sleep(Duration::from_secs(5)).await;

@@ -10,6 +10,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Rendering a page allocates and frees thousands of small strings: mimalloc does that in a
+/// fraction of glibc's time (BENCHMARKS.md, "Pages at 32 connections").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "APX Canary dashboard", args_conflicts_with_subcommands = true)]
 struct Cli {

@@ -30,6 +30,8 @@ struct State {
     /// Where the next read starts: the newest position read so far.
     cursor: Option<i64>,
     reads: u64,
+    /// Counts changes of what the cache holds (for those who keep results computed from it).
+    generation: u64,
 }
 
 struct Flush {
@@ -55,6 +57,7 @@ impl TrafficCache {
     /// earlier one; shards of the same flush add up; older flushes are ignored.
     pub fn apply(&self, docs: impl IntoIterator<Item = ReplicaMinute>) {
         let mut state = self.state.lock().unwrap();
+        state.generation += 1;
         for doc in docs {
             let key = (doc.minute, doc.replica.clone());
             let flush = state.flushes.entry(key).or_insert_with(|| Flush {
@@ -90,8 +93,18 @@ impl TrafficCache {
         state.cursor = Some(newest.map_or(since, |t| t.max(since)));
         state.reads += 1;
         let oldest_minute = crate::traffic::minute_of(now) - RETENTION_MINUTES;
+        let before = state.flushes.len();
         state.flushes.retain(|(m, _), _| *m >= oldest_minute);
+        if state.flushes.len() != before {
+            state.generation += 1;
+        }
         Ok(n)
+    }
+
+    /// Changes whenever what the cache holds may have changed: a result computed from it at
+    /// one generation is still exact while the generation stays the same.
+    pub fn generation(&self) -> u64 {
+        self.state.lock().unwrap().generation
     }
 
     /// Refreshes every `every` while a page read the cache in the last [`VIEWED_RECENTLY`],
@@ -165,16 +178,57 @@ impl TrafficCache {
         self.viewed();
         let state = self.state.lock().unwrap();
         let mut out: BTreeMap<String, BTreeMap<String, VersionTraffic>> = BTreeMap::new();
-        let range = (from, String::new())..(to.saturating_add(1), String::new());
-        for (_, flush) in state.flushes.range(range) {
+        for flush in state.flushes_in(from, to) {
             for (policy, versions) in flush.shards.values().flatten() {
-                let slot = out.entry(policy.clone()).or_default();
-                for (v, t) in versions {
-                    slot.entry(v.clone()).or_default().add(t);
+                add_versions(out.entry(policy.clone()).or_default(), versions);
+            }
+        }
+        out
+    }
+
+    /// [`TrafficCache::totals`] of `policies` only (an overview page's rows: its cost follows
+    /// the page, not the fleet).
+    pub fn totals_of(
+        &self,
+        policies: &[&str],
+        from: i64,
+        to: i64,
+    ) -> BTreeMap<String, BTreeMap<String, VersionTraffic>> {
+        self.viewed();
+        let state = self.state.lock().unwrap();
+        let mut out: BTreeMap<String, BTreeMap<String, VersionTraffic>> = BTreeMap::new();
+        for flush in state.flushes_in(from, to) {
+            for shard in flush.shards.values() {
+                for policy in policies {
+                    if let Some(versions) = shard.get(*policy) {
+                        add_versions(out.entry(policy.to_string()).or_default(), versions);
+                    }
                 }
             }
         }
         out
+    }
+}
+
+fn add_versions(
+    slot: &mut BTreeMap<String, VersionTraffic>,
+    versions: &BTreeMap<String, VersionTraffic>,
+) {
+    for (v, t) in versions {
+        match slot.get_mut(v) {
+            Some(sum) => sum.add(t),
+            None => {
+                slot.insert(v.clone(), t.clone());
+            }
+        }
+    }
+}
+
+impl State {
+    /// The flushes of minutes `from..=to`.
+    fn flushes_in(&self, from: i64, to: i64) -> impl Iterator<Item = &Flush> {
+        let range = (from, String::new())..(to.saturating_add(1), String::new());
+        self.flushes.range(range).map(|(_, f)| f)
     }
 }
 
@@ -203,6 +257,30 @@ mod tests {
             written_at: minute * 60 + seq as i64,
             policies: [(policy.to_string(), [("v1".to_string(), t)].into())].into(),
         }
+    }
+
+    #[test]
+    fn totals_of_some_policies_are_the_fleet_totals_of_those() {
+        let cache = TrafficCache::new();
+        cache.apply([
+            doc(10, "r1", 1, 0, "a", 3),
+            doc(10, "r2", 1, 0, "a", 4),
+            doc(11, "r1", 1, 0, "b", 5),
+            doc(12, "r1", 1, 0, "c", 6),
+            doc(30, "r1", 1, 0, "a", 100),
+        ]);
+        let all = cache.totals(10, 12);
+        let some = cache.totals_of(&["a", "c", "none"], 10, 12);
+        assert_eq!(some.len(), 2);
+        assert_eq!(some["a"], all["a"]);
+        assert_eq!(
+            some["a"]["v1"].requests, 7,
+            "replicas add up; minute 30 is outside"
+        );
+        assert_eq!(some["c"], all["c"]);
+        let g = cache.generation();
+        cache.apply([doc(12, "r1", 2, 0, "c", 7)]);
+        assert!(cache.generation() > g, "a change moves the generation");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub fn Policy() -> impl IntoView {
     // An ArcResource: the Suspend below holds its own handle (awaiting a disposed arena
     // resource panics when a re-render outlives the view).
     let page = ArcResource::new(name, get_policy);
+    let traffic = crate::routes::traffic::resource(name);
     let caller = use_caller();
     // Once hydrated, every store change re-reads this policy; the page (and the operator's
     // half-filled forms) is rebuilt only when this policy's revision changed. `fresh` holds the
@@ -75,12 +76,13 @@ pub fn Policy() -> impl IntoView {
                     let latest = fresh.get().filter(|f| f.name == current).map(|f| f.page);
                     let who = caller.clone();
                     let page = page.clone();
+                    let traffic = traffic.clone();
                     Suspend::new(async move {
                         let loaded = page.await;
                         match latest.map(Ok).unwrap_or(loaded) {
                             Err(e) => view! { <p class="flash error" role="alert">{format!("Cannot read the policy: {e}")}</p> }.into_any(),
                             Ok(None) => missing_view(&current).into_any(),
-                            Ok(Some(p)) => policy_view(p, &who).into_any(),
+                            Ok(Some(p)) => policy_view(p, &who, traffic).into_any(),
                         }
                     })
                 }}
@@ -125,7 +127,11 @@ fn allowed(who: &Caller, action: PolicyAction, policy: &str) -> Result<String, S
     }
 }
 
-fn policy_view(p: PolicyPage, who: &Caller) -> impl IntoView {
+fn policy_view(
+    p: PolicyPage,
+    who: &Caller,
+    traffic: crate::routes::traffic::TrafficData,
+) -> impl IntoView {
     let c = p.config;
     let name = c.policy_name.to_string();
     let delete = allowed(who, PolicyAction::Delete, &name);
@@ -143,7 +149,7 @@ fn policy_view(p: PolicyPage, who: &Caller) -> impl IntoView {
         {config_list(&c)}
         <p><a class="button secondary" href=format!("/policies/{name}/simulate")>"Simulate a share change"</a></p>
         {crate::routes::plan::plan_section(&c, p.verdict, who)}
-        <crate::routes::traffic::Traffic name=name.clone()/>
+        <crate::routes::traffic::Traffic data=traffic/>
         {pins_section(&c, allowed(who, PolicyAction::Unpin, &name).ok())}
         {history_section(p.events)}
         {delete.ok().map(|csrf| view! {

@@ -6,8 +6,15 @@ use crate::traffic::{TrafficPage, Window};
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
-#[component]
-pub fn Traffic(name: String) -> impl IntoView {
+/// The policy's traffic for the window in the URL, re-read every 10 s once hydrated and on
+/// every store change.
+pub type TrafficData = ArcResource<Result<Option<TrafficPage>, ServerFnError>>;
+
+/// Created once by the policy page, outside its `Suspend`: a resource created in there is
+/// created again on every render pass, and each copy is built and sent with the page.
+/// (An ArcResource: a refetch still in flight when the page re-renders must not await a
+/// disposed resource.)
+pub fn resource(name: impl Fn() -> String + Send + Sync + 'static) -> TrafficData {
     let query = use_query_map();
     let window = move || query.with(|q| q.get("window").unwrap_or_default());
     let tick = RwSignal::new(0u64);
@@ -20,19 +27,14 @@ pub fn Traffic(name: String) -> impl IntoView {
             on_cleanup(move || handle.clear());
         }
     }
-    // An ArcResource: a refetch still in flight when the policy page re-renders (and drops this
-    // section) must not await a disposed resource.
-    let data = ArcResource::new(
-        move || {
-            (
-                name.clone(),
-                window(),
-                tick.get(),
-                crate::live::store_version(),
-            )
-        },
+    ArcResource::new(
+        move || (name(), window(), tick.get(), crate::live::store_version()),
         |(n, w, _, _)| policy_traffic(n, w),
-    );
+    )
+}
+
+#[component]
+pub fn Traffic(data: TrafficData) -> impl IntoView {
     view! {
         <section class="traffic" data-test="traffic" aria-labelledby="traffic-title">
             <h2 id="traffic-title">"Traffic by version"</h2>

@@ -15,6 +15,9 @@ const MAX_POLICIES: usize = 10_000;
 #[derive(Default)]
 pub struct EventCache {
     entries: Mutex<HashMap<String, Cached>>,
+    /// One store read at a time per policy: the views of a policy that just changed (its page
+    /// and its traffic section, many viewers) read the store once, not once each.
+    reading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Clone)]
@@ -35,14 +38,16 @@ impl EventCache {
         read_store: bool,
     ) -> splitter::Result<Arc<Vec<AuditEvent>>> {
         let name = config.policy_name.as_str();
-        let cached = self.entries.lock().unwrap().get(name).cloned();
-        if let Some(c) = &cached {
-            if c.revision == config.revision || !read_store {
-                return Ok(c.events.clone());
-            }
-        } else if !read_store {
-            return Ok(Arc::default());
+        if let Some(hit) = self.cached(config, read_store) {
+            return Ok(hit);
         }
+        let gate = self.gate(name);
+        let _reading = gate.lock().await;
+        // Another view may have read it while this one waited.
+        if let Some(hit) = self.cached(config, read_store) {
+            return Ok(hit);
+        }
+        let cached = self.entries.lock().unwrap().get(name).cloned();
         let events = match cached.filter(|c| c.revision < config.revision) {
             Some(c) => self.catch_up(store, config, c).await?,
             None => store.events(&config.policy_name, KEEP).await?,
@@ -61,6 +66,25 @@ impl EventCache {
             },
         );
         Ok(events)
+    }
+
+    /// What memory holds for `config` as of its revision (any revision when the store is not to
+    /// be read); `None`: the store must be read.
+    fn cached(&self, config: &PolicyConfig, read_store: bool) -> Option<Arc<Vec<AuditEvent>>> {
+        let entries = self.entries.lock().unwrap();
+        match entries.get(config.policy_name.as_str()) {
+            Some(c) if c.revision == config.revision || !read_store => Some(c.events.clone()),
+            None if !read_store => Some(Arc::default()),
+            _ => None,
+        }
+    }
+
+    fn gate(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut reading = self.reading.lock().unwrap();
+        if reading.len() >= MAX_POLICIES {
+            reading.clear();
+        }
+        reading.entry(name.to_string()).or_default().clone()
     }
 
     /// Reads only the events after `cached.revision`; if they are not exactly the missing

@@ -8,6 +8,7 @@ pub mod overview;
 pub mod plans;
 pub mod state;
 pub mod traffic;
+pub mod traffic_pages;
 
 /// The caller of the request being served (left in its extensions by the server's guard).
 /// Also says whether the store is unreachable (pages show a banner and disable changes).

@@ -3,6 +3,7 @@
 
 use crate::model::{ObservedShare, OverviewPage, OverviewQuery, OverviewRow, PAGE_SIZE};
 use splitter::PolicyConfig;
+use std::sync::Arc;
 
 impl OverviewRow {
     pub fn of(c: &PolicyConfig) -> OverviewRow {
@@ -66,8 +67,8 @@ impl ObservedShare {
 }
 
 impl OverviewQuery {
-    /// Filters, sorts and pages `all`.
-    pub fn apply(&self, mut all: Vec<PolicyConfig>) -> OverviewPage {
+    /// Filters, sorts and pages `all` (shared: nothing is copied but the page's rows).
+    pub fn apply(&self, mut all: Vec<Arc<PolicyConfig>>) -> OverviewPage {
         let total = all.len();
         let needle = self.q.trim().to_lowercase();
         all.retain(|c| {
@@ -81,7 +82,7 @@ impl OverviewQuery {
                     .then_with(|| a.policy_name.cmp(&b.policy_name))
             }),
             "updated" => all.sort_by_key(|c| std::cmp::Reverse(c.updated_at)),
-            _ => all.sort_by(|a, b| a.policy_name.cmp(&b.policy_name)),
+            _ => all.sort_unstable_by(|a, b| a.policy_name.cmp(&b.policy_name)),
         }
         let matching = all.len();
         let pages = matching.div_ceil(PAGE_SIZE).max(1);
@@ -107,7 +108,7 @@ impl OverviewQuery {
 mod tests {
     use super::*;
 
-    fn policies(n: usize) -> Vec<PolicyConfig> {
+    fn policies(n: usize) -> Vec<Arc<PolicyConfig>> {
         (0..n)
             .map(|i| {
                 let mut c = PolicyConfig::new(
@@ -122,7 +123,7 @@ mod tests {
                     c.canary_basis_points =
                         splitter::BasisPoints::new((i % 100) as u32 * 100).unwrap();
                 }
-                c
+                Arc::new(c)
             })
             .collect()
     }

@@ -29,6 +29,8 @@ pub struct AppState {
     pub recorder: Arc<TrafficRecorder>,
     /// Calls, failures and time of every store operation (for `/metrics`).
     pub store_metrics: Arc<StoreMetrics>,
+    /// Traffic sections built in the last second, served again while nothing changed.
+    pub traffic_pages: Arc<crate::ssr::traffic_pages::TrafficPages>,
 }
 
 /// The store is unreachable: since when, and how old the snapshot pages and routing use is.
@@ -90,6 +92,11 @@ impl AppState {
     /// The config of `name`, from the snapshot.
     pub fn config(&self, name: &str) -> Option<PolicyConfig> {
         self.splitter.policy(name).map(|c| (*c).clone())
+    }
+
+    /// Every config, from the snapshot, shared (no copy of each config).
+    pub fn shared_configs(&self) -> Vec<Arc<PolicyConfig>> {
+        self.splitter.policies().values().cloned().collect()
     }
 
     /// Every config, from the snapshot.
