@@ -16,11 +16,26 @@ pub struct CspNonce(pub String);
 /// this site (inline style attributes are allowed: the split bars use them), data: images, no
 /// plugins, no framing, forms only to this site.
 pub fn policy(nonce: &str) -> String {
+    let reload = LIVE_RELOAD.get().map_or(String::new(), |r| format!(" {r}"));
     format!(
         "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
-style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'{reload}; \
 object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
+}
+
+static LIVE_RELOAD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Under `cargo leptos watch` (`./dev watch`, which sets `LEPTOS_WATCH`) the page connects to
+/// its reload socket: the policy allows that address, and only then.
+pub fn allow_live_reload(options: &leptos::config::LeptosOptions) {
+    if std::env::var("LEPTOS_WATCH").is_ok() {
+        let _ = LIVE_RELOAD.set(format!(
+            "ws://{}:{}",
+            options.site_addr.ip(),
+            options.reload_port
+        ));
+    }
 }
 
 pub async fn secure(mut req: Request, next: Next) -> Response {
@@ -79,6 +94,15 @@ pub async fn cache_static(req: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_connect_only_to_this_site_outside_the_watch_loop() {
+        assert!(
+            policy("n").contains("connect-src 'self';"),
+            "{}",
+            policy("n")
+        );
+    }
 
     #[test]
     fn hashed_names_are_told_apart() {

@@ -252,6 +252,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .build(),
     };
     app::ssr::assets::init(&leptos);
+    server::headers::allow_live_reload(&leptos);
     leptos.site_addr = args.addr;
     let mut auth = server::auth::Auth::new(store.clone());
     auth.secure_cookies = args.secure_cookies;
