@@ -41,15 +41,18 @@ pub struct DemoQuery {
     canary_latency_ms: Option<u64>,
 }
 
+/// splitmix64's output for `n`: consecutive inputs give well-spread, unrelated outputs.
+pub fn splitmix64(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// A uniform number in [0, 1) that differs per request (splitmix64 over a counter).
 fn next_uniform() -> f64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut z = COUNTER
-        .fetch_add(1, Ordering::Relaxed)
-        .wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
+    let z = splitmix64(COUNTER.fetch_add(1, Ordering::Relaxed));
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 

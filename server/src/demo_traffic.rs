@@ -41,11 +41,7 @@ pub fn enabled(firestore: bool, no_demo: bool, no_demo_traffic: bool) -> bool {
 
 /// The tenant of the `n`-th demo request: spread evenly over [`TENANTS`] (splitmix64).
 pub fn tenant(n: u64) -> String {
-    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    format!("demo-tenant-{}", z % TENANTS)
+    format!("demo-tenant-{}", crate::demo::splitmix64(n) % TENANTS)
 }
 
 /// Sends each demo policy that exists its [`PROFILES`] rate, until the task is aborted. A
@@ -59,7 +55,7 @@ pub fn spawn(app: AppState) -> tokio::task::JoinHandle<()> {
         loop {
             tick.tick().await;
             for (policy, rate, query) in PROFILES {
-                if app.config(policy).is_none() {
+                if app.splitter.policy(policy).is_none() {
                     continue;
                 }
                 for _ in 0..rate / TICKS {

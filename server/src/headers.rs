@@ -74,12 +74,17 @@ pub fn is_hashed_asset(path: &str) -> bool {
 /// (`immutable`); any other file under `/pkg` is revalidated on each use (`no-cache`, answered
 /// `304` by its `Last-Modified`).
 pub async fn cache_static(req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
+    // Decided before the request moves on; other paths pass untouched.
+    let path = req.uri().path();
+    let hashed = path.starts_with("/pkg/").then(|| is_hashed_asset(path));
     let mut res = next.run(req).await;
-    if !path.starts_with("/pkg/") || !(res.status().is_success() || res.status() == 304) {
+    let Some(hashed) = hashed else {
+        return res;
+    };
+    if !(res.status().is_success() || res.status() == 304) {
         return res;
     }
-    let value = if is_hashed_asset(&path) {
+    let value = if hashed {
         "public, max-age=31536000, immutable"
     } else {
         "no-cache"
