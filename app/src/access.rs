@@ -93,12 +93,16 @@ impl Principal {
 pub enum Need {
     /// Nothing: the sign-in page, static files, health.
     Nobody,
+    /// Any signed-in person or token (who am I).
+    Principal,
     /// Any signed-in person (pages, reads).
     Read,
-    /// A routing decision (decision API): people who read, and services.
-    Decide,
-    /// Reporting served traffic: services, operators and admins.
-    Report,
+    /// A routing decision (decision API) for a policy: people who read, and service tokens
+    /// whose patterns cover it.
+    Decide { policy: String },
+    /// Reporting served traffic of a policy: service tokens and operators whose patterns cover
+    /// it, admins.
+    Report { policy: String },
     /// Changing a policy's rollout: operators whose grant covers it, admins.
     Operate { policy: String },
     /// Creating and deleting policies, accounts and tokens.
@@ -112,6 +116,16 @@ pub enum Denied {
     Unauthenticated,
     /// Signed in, but the role does not allow it (403); the reason is for people.
     Forbidden(String),
+}
+
+impl Denied {
+    /// Its stable code (the guard's `x-apx-denied`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Denied::Unauthenticated => "unauthenticated",
+            Denied::Forbidden(_) => "forbidden",
+        }
+    }
 }
 
 /// The one authorisation rule.
@@ -135,17 +149,31 @@ pub fn authorize(who: Option<&Principal>, need: &Need) -> Result<(), Denied> {
         (Need::Read, Role::Service) => {
             refuse("service tokens may only use the decision and outcome APIs")
         }
-        (Need::Decide, _) => Ok(()),
-        (Need::Report, Role::Service | Role::Operator) => Ok(()),
-        (Need::Report, _) => refuse("reporting traffic needs a service token or the operator role"),
+        (Need::Principal, _) => Ok(()),
+        (Need::Decide { policy }, Role::Service) if !p.covers(policy) => {
+            refuse(&not_covered(p, policy))
+        }
+        (Need::Decide { .. }, _) => Ok(()),
+        (Need::Report { policy }, Role::Service | Role::Operator) if p.covers(policy) => Ok(()),
+        (Need::Report { policy }, Role::Service | Role::Operator) => {
+            refuse(&not_covered(p, policy))
+        }
+        (Need::Report { .. }, _) => {
+            refuse("reporting traffic needs a service token or the operator role")
+        }
         (Need::Operate { policy }, Role::Operator) if p.covers(policy) => Ok(()),
-        (Need::Operate { policy }, Role::Operator) => refuse(&format!(
-            "your operator grant covers {} but not '{policy}'",
-            p.policies.join(", ")
-        )),
+        (Need::Operate { policy }, Role::Operator) => refuse(&not_covered(p, policy)),
         (Need::Operate { .. }, _) => refuse("changing a rollout needs the operator role"),
         (Need::Admin, _) => refuse("this needs the admin role"),
     }
+}
+
+fn not_covered(p: &Principal, policy: &str) -> String {
+    format!(
+        "your {} grant covers {} but not '{policy}'",
+        p.role,
+        p.policies.join(", ")
+    )
 }
 
 /// What a page says instead of a control the principal may not use, or `None` if it may.
@@ -217,15 +245,31 @@ mod tests {
         assert_eq!(authorize(None, &Need::Read), Err(Denied::Unauthenticated));
         assert!(ok(None, &Need::Nobody));
         let viewer = who(Role::Viewer, &[]);
-        assert!(ok(Some(&viewer), &Need::Read) && ok(Some(&viewer), &Need::Decide));
-        assert!(!ok(Some(&viewer), &op("x")) && !ok(Some(&viewer), &Need::Report));
+        let decide = |policy: &str| Need::Decide {
+            policy: policy.into(),
+        };
+        let report = |policy: &str| Need::Report {
+            policy: policy.into(),
+        };
+        assert!(ok(Some(&viewer), &Need::Read) && ok(Some(&viewer), &decide("x")));
+        assert!(!ok(Some(&viewer), &op("x")) && !ok(Some(&viewer), &report("x")));
         let payments = who(Role::Operator, &["payments-*"]);
         assert!(ok(Some(&payments), &op("payments-api")));
         assert!(!ok(Some(&payments), &op("search-api")));
         assert!(!ok(Some(&payments), &Need::Admin));
         let service = who(Role::Service, &[]);
-        assert!(ok(Some(&service), &Need::Decide) && ok(Some(&service), &Need::Report));
+        assert!(ok(Some(&service), &decide("x")) && ok(Some(&service), &report("x")));
         assert!(!ok(Some(&service), &Need::Read) && !ok(Some(&service), &op("x")));
+        // Scoped tokens and operators decide and report only for the policies they cover.
+        let scoped = who(Role::Service, &["payments-*"]);
+        assert!(ok(Some(&scoped), &decide("payments-api")));
+        assert!(!ok(Some(&scoped), &decide("search-api")));
+        assert!(ok(Some(&scoped), &report("payments-api")));
+        assert!(!ok(Some(&scoped), &report("search-api")));
+        assert!(ok(Some(&payments), &report("payments-api")));
+        assert!(!ok(Some(&payments), &report("search-api")));
+        assert!(ok(Some(&payments), &decide("search-api")), "operators read everything");
+        assert!(ok(Some(&scoped), &Need::Principal));
         let admin = who(Role::Admin, &[]);
         assert!(ok(Some(&admin), &Need::Admin) && ok(Some(&admin), &op("anything")));
         assert_eq!(

@@ -36,7 +36,7 @@ async function startPlan(page: import('@playwright/test').Page, name: string, st
 
 test('a plan advances under healthy traffic and promotes by itself @store', async ({ page, request, baseURL }) => {
   test.setTimeout(180_000);
-  const name = uniqueName('plan-ok');
+  const name = uniqueName('demo-plan-ok');
   await createPolicy(request, name, '0');
   await startPlan(page, name, '5% 30s\n50% 30s');
   // Healthy traffic for the two 30-s holds (and the controller's looks after each).
@@ -57,7 +57,7 @@ test('a plan advances under healthy traffic and promotes by itself @store', asyn
 
 test('a failing canary is rolled back by its plan with the numbers in the history @store', async ({ page, request, baseURL }) => {
   test.setTimeout(120_000);
-  const name = uniqueName('plan-bad');
+  const name = uniqueName('demo-plan-bad');
   await createPolicy(request, name, '0');
   await startPlan(page, name, '5% 5m\n100% 5m');
   await page.goto(`/?q=${name}`);

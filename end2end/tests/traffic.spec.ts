@@ -19,7 +19,7 @@ function loadgen(baseURL: string, policy: string, seconds: number): Map<string, 
 }
 
 test('load-generator traffic shows up per version in the numbers, the charts and /metrics @store', async ({ page, request, baseURL }) => {
-  const name = uniqueName('traffic');
+  const name = uniqueName('demo-traffic');
   await createPolicy(request, name, '30');
   await page.goto(`/policies/${name}`);
   await expect(page.getByTestId('traffic-requests')).toHaveText('0');
@@ -100,7 +100,7 @@ test('the simulator charts the bucket distribution and redraws it as the share c
 });
 
 test('an open policy page shows new traffic without a reload @hydration', async ({ page, request, baseURL }) => {
-  const name = uniqueName('live-traffic');
+  const name = uniqueName('demo-live-traffic');
   await createPolicy(request, name, '20');
   await gotoHydrated(page, `/policies/${name}`);
   await expect(page.getByTestId('traffic-requests')).toHaveText('0');

@@ -45,9 +45,24 @@ fn bench(c: &mut Criterion) {
     let guarded = plain
         .clone()
         .route_layer(axum::middleware::from_fn_with_state(
-            auth.clone(),
+            server::auth::GuardState {
+                auth: auth.clone(),
+                site_root: std::path::Path::new("target/site").into(),
+            },
             server::auth::guard,
         ));
+    // As the server installs them: the guard on every route and the fallback, the path check
+    // outside it.
+    let full = plain
+        .clone()
+        .layer(axum::middleware::from_fn_with_state(
+            server::auth::GuardState {
+                auth: auth.clone(),
+                site_root: std::path::Path::new("target/site").into(),
+            },
+            server::auth::guard,
+        ))
+        .layer(axum::middleware::from_fn(server::paths::canonical_paths));
     let request = |header: Option<(&str, String)>| {
         let mut r = Request::get("/api/v1/policies/payment-api/events");
         if let Some((k, v)) = header {
@@ -64,6 +79,12 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt).iter(|| {
             guarded
                 .clone()
+                .oneshot(request(Some(("authorization", format!("Bearer {token}")))))
+        })
+    });
+    g.bench_function("path check + guard, bearer token", |b| {
+        b.to_async(&rt).iter(|| {
+            full.clone()
                 .oneshot(request(Some(("authorization", format!("Bearer {token}")))))
         })
     });

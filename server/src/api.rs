@@ -221,14 +221,26 @@ async fn outcomes(
 /// Server-sent events: one `message` whenever this replica's snapshot applied a change (its
 /// data is a counter), so a page that re-reads on it reads the change. Pages use it to
 /// refresh without a reload; other tools can too.
-async fn changes(
-    State(state): State<AppState>,
-) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
+/// Streams held open at once: 1 024 in total, 16 per session or token (a page holds one).
+async fn changes(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Response {
     use futures::StreamExt;
+    let slot = match STREAMS.take(&crate::limits::caller_key(&caller)) {
+        Ok(slot) => slot,
+        Err(refused) => return refused,
+    };
     let stream = tokio_stream::wrappers::WatchStream::from_changes(state.splitter.changes())
-        .map(|n| Ok(Event::default().data(n.to_string())));
-    Sse::new(stream).keep_alive(KeepAlive::default())
+        .map(move |n| {
+            // The slot lives as long as the stream.
+            let _held = &slot;
+            Ok::<_, std::convert::Infallible>(Event::default().data(n.to_string()))
+        });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
+
+static STREAMS: std::sync::LazyLock<std::sync::Arc<crate::limits::Caps>> =
+    std::sync::LazyLock::new(|| crate::limits::Caps::new("event streams", 1024, 16));
 
 /// `ok`, or `degraded: routing from a snapshot N s old, store unreachable since T` (still 200:
 /// routing works; monitors alert on the status text).

@@ -31,6 +31,29 @@ pub fn service(app: &AppState) -> Router {
         .route("/demo/{policy}", any(serve))
         .route("/demo/{policy}/{*rest}", any(serve))
         .layer(layer)
+        // Outside the routing layer: a request for any other policy is not routed or recorded.
+        .layer(axum::middleware::from_fn(only_demo_policies))
+}
+
+/// The prefix of the policies the demo service serves (the seeded ones, and any an admin names
+/// so to try the service): anonymous demo traffic cannot reach, and so cannot steer, a real
+/// policy's rollout.
+pub const DEMO_PREFIX: &str = "demo-";
+
+/// Refuses (404) a request whose policy segment is not a demo policy. It reads the segment the
+/// routing layer reads (`PathSegment(1)`); paths are canonical by then ([`crate::paths`]).
+async fn only_demo_policies(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let policy = req.uri().path().split('/').nth(2).unwrap_or_default();
+    if policy.starts_with(DEMO_PREFIX) {
+        return next.run(req).await;
+    }
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({
+            "error": format!("the demo service serves only policies named {DEMO_PREFIX}…, not '{}'", policy.escape_debug()),
+        })),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

@@ -7,7 +7,7 @@ use app::routes::overview::urlencode;
 use app::ssr::state::AppState;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Multipart, Path, State};
-use axum::response::Redirect;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use axum::Form;
 use serde::Deserialize;
@@ -207,15 +207,35 @@ async fn run_create(state: &AppState, caller: &Caller, f: &CreateForm) -> Result
     Ok(policy.to_string())
 }
 
+/// Uploads being read at once: in total and per caller (each holds up to
+/// [`app::ssr::state::Uploads::MAX_BYTES`] in memory while it arrives).
+static UPLOADS: std::sync::LazyLock<std::sync::Arc<crate::limits::Caps>> =
+    std::sync::LazyLock::new(|| crate::limits::Caps::new("uploads in progress", 4, 1));
+
 /// `POST /policies/{name}/simulate/upload` (multipart: `file`, `share`): keeps the file in
 /// memory and redirects to the simulator showing it.
 pub async fn upload(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
+    multipart: Multipart,
+) -> Response {
+    let _slot = match UPLOADS.take(&crate::limits::caller_key(&caller)) {
+        Ok(slot) => slot,
+        Err(refused) => return refused,
+    };
+    read_upload(&state, &caller, &name, multipart)
+        .await
+        .into_response()
+}
+
+async fn read_upload(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
     mut multipart: Multipart,
 ) -> Redirect {
-    let page = format!("/policies/{}/simulate", urlencode(&name));
+    let page = format!("/policies/{}/simulate", urlencode(name));
     let mut share = String::new();
     let mut csrf = String::new();
     let mut text = None;
@@ -248,7 +268,7 @@ pub async fn upload(
             Err(e) => return back(&page, "error", &upload_error(&e)),
         }
     }
-    if let Err(message) = crate::auth::check_csrf(&caller, &csrf) {
+    if let Err(message) = crate::auth::check_csrf(caller, &csrf) {
         return back(&page, "error", &message);
     }
     match text {

@@ -9,8 +9,10 @@ pub mod demo_traffic;
 pub mod error;
 pub mod forms;
 pub mod headers;
+pub mod limits;
 pub mod loadgen;
 pub mod metrics;
+pub mod paths;
 pub mod seed;
 pub mod testing;
 pub mod webhooks;
@@ -162,10 +164,15 @@ fn unique_replica(replica: &str) -> String {
 }
 
 /// Every route: pages, server functions, API v1, form posts, sign-in, health and static files.
-/// Every routed request passes [`auth::guard`]; the demo service exists only when `demo`.
+/// Every request, routed or not, has its path checked ([`paths`]) and passes [`auth::guard`];
+/// the demo service exists only when `demo`.
 pub fn router(leptos: LeptosOptions, app: AppState, auth: Arc<auth::Auth>, demo: bool) -> Router {
     use axum::routing::delete;
     let routes = generate_route_list(app::App);
+    let guard = auth::GuardState {
+        auth: auth.clone(),
+        site_root: std::path::Path::new(leptos.site_root.as_ref()).into(),
+    };
     let state = ServerState { leptos, app, auth };
     let context = {
         let app = state.app.clone();
@@ -228,14 +235,14 @@ pub fn router(leptos: LeptosOptions, app: AppState, auth: Arc<auth::Auth>, demo:
             )),
         )
         .leptos_routes_with_context(&state, routes, context.clone(), shell)
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.auth.clone(),
-            auth::guard,
-        ))
         .fallback(leptos_axum::file_and_error_handler_with_context::<
             ServerState,
             _,
         >(context, app::shell))
+        // After the fallback, so that it covers the fallback too (a `route_layer` would not).
+        .layer(axum::middleware::from_fn_with_state(guard, auth::guard))
+        // Outside the guard: what it and the handlers read is the path's one spelling.
+        .layer(axum::middleware::from_fn(paths::canonical_paths))
         .with_state(state)
         .layer(axum::middleware::from_fn(headers::secure))
         .layer(axum::middleware::from_fn(headers::cache_static))

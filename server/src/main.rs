@@ -120,9 +120,18 @@ struct Args {
     /// (`/projects/NUMBER/global/backendServices/ID`). Turns IAP sign-in on.
     #[arg(long, env = "APX_IAP_AUDIENCE")]
     iap_audience: Option<String>,
-    /// The JWK set IAP signs with, as a file (save https://www.gstatic.com/iap/verify/public_key-jwk).
-    #[arg(long, env = "APX_IAP_JWKS", requires = "iap_audience")]
+    /// The JWK set IAP signs with, as a file (re-read on the refresh schedule and on an
+    /// unknown key id).
+    #[arg(long, env = "APX_IAP_JWKS", requires = "iap_audience", conflicts_with = "iap_jwks_url")]
     iap_jwks: Option<PathBuf>,
+    /// The JWK set IAP signs with, fetched from this URL (default without --iap-jwks:
+    /// https://www.gstatic.com/iap/verify/public_key-jwk).
+    #[arg(long, env = "APX_IAP_JWKS_URL", requires = "iap_audience")]
+    iap_jwks_url: Option<String>,
+    /// Seconds between refreshes of the IAP key set (an unknown key id also refreshes it, at
+    /// most once per 30 s).
+    #[arg(long, env = "APX_IAP_JWKS_REFRESH_SECS", default_value_t = server::auth::iap::DEFAULT_REFRESH_SECS, requires = "iap_audience")]
+    iap_jwks_refresh_secs: u64,
     /// Roles for IAP users: ROLE=EMAIL or ROLE=@DOMAIN (repeat; the exact e-mail wins).
     #[arg(long = "iap-role", requires = "iap_audience")]
     iap_roles: Vec<String>,
@@ -147,9 +156,19 @@ struct Args {
     /// Seconds between the plan controller's looks at running plans.
     #[arg(long, env = "APX_PLAN_SECS", default_value_t = 10.0)]
     plan_secs: f64,
+    /// The host names (HOST or HOST:PORT as browsers send them in `Host`) this server answers
+    /// to; others are refused (421), so a page on another name that resolves here (DNS
+    /// rebinding) cannot use it. Repeat, or comma-separate. `*`: any. Default: on a loopback
+    /// address, that address and `localhost` with its port; on any other address, any.
+    #[arg(long = "allowed-host", env = "APX_ALLOWED_HOSTS", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
     /// Names this replica in stored traffic (default: host name and process id).
     #[arg(long, env = "APX_REPLICA")]
     replica: Option<String>,
+    /// A proxy whose X-Forwarded-For names the client for the sign-in limiter (CIDR, e.g.
+    /// 35.191.0.0/16; repeat). Without it, the TCP peer is the client.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", env = "APX_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<server::auth::limiter::Cidr>,
 }
 
 #[tokio::main]
@@ -256,11 +275,49 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     leptos.site_addr = args.addr;
     let mut auth = server::auth::Auth::new(store.clone());
     auth.secure_cookies = args.secure_cookies;
+    auth.trusted_proxies = args.trusted_proxies.clone();
+    auth.allowed_hosts = server::auth::allowed_hosts(args.addr, &args.allowed_hosts)?;
+    if auth.allowed_hosts.is_none() {
+        tracing::info!(
+            "answering to any Host name (set --allowed-host to the names users reach this server by)"
+        );
+    }
     auth.metrics_token = std::env::var("APX_METRICS_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());
+    let iap = args.iap_audience.is_some();
+    if let Some(audience) = &args.iap_audience {
+        if !(1..=86_400).contains(&args.iap_jwks_refresh_secs) {
+            return Err(format!(
+                "--iap-jwks-refresh-secs: {} is outside 1–86400",
+                args.iap_jwks_refresh_secs
+            )
+            .into());
+        }
+        let source = server::auth::iap::JwksSource::from_flags(
+            args.iap_jwks.clone(),
+            args.iap_jwks_url.as_deref(),
+        )?;
+        let verifier = server::auth::iap::Iap::load(audience, source.clone(), &args.iap_roles).await?;
+        verifier.spawn_refresher(Duration::from_secs(args.iap_jwks_refresh_secs));
+        tracing::info!(
+            audience = %audience,
+            jwks = %source,
+            keys = ?verifier.key_ids(),
+            "IAP mode: signing in by Google's signed assertion (no setup link)"
+        );
+        if args.iap_roles.is_empty() {
+            tracing::warn!("IAP mode without --iap-role: every IAP user is refused");
+        }
+        auth.enable_iap(verifier).await?;
+    }
     let auth = Arc::new(auth);
-    if let Some(token) = auth.setup_token(15).await? {
+    // Behind IAP nobody uses the local setup link: the console must not offer one.
+    let setup = match iap {
+        true => None,
+        false => auth.setup_token(15).await?,
+    };
+    if let Some(token) = setup {
         // Printed for the person at the console, once (never logged): like Jupyter's token URL.
         println!(
             "\nNo account exists yet. Create the first admin within 15 minutes at:\n    http://{}/setup?token={token}\n(or run `apx-canary user add --admin NAME`)\n",

@@ -869,7 +869,10 @@ async fn deleting_an_account_ends_its_sessions() {
     let said = server::auth::cli::delete_user(&*store, "alice")
         .await
         .unwrap();
-    assert_eq!(said, "account 'alice' deleted; 1 session(s) ended");
+    assert_eq!(
+        said,
+        "account 'alice' deleted; 1 session(s) ended, 0 token(s) it created revoked"
+    );
     assert!(server::auth::cli::delete_user(&*store, "alice")
         .await
         .is_err());

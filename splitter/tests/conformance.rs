@@ -847,6 +847,17 @@ mod suite {
             store.get_record(a, "alice").await.unwrap().as_deref(),
             Some(r#"{"v":3}"#)
         );
+        // Sign-in failure slots: create-only, a collection of their own.
+        let f = AccessKind::SignInFailure;
+        store.put_record(f, "7-0-alice", "{}", true).await.unwrap();
+        let taken = store.put_record(f, "7-0-alice", "{}", true).await;
+        assert!(matches!(taken, Err(Error::RecordExists(_))), "{taken:?}");
+        assert_eq!(keys(store.list_records(f).await.unwrap()), ["7-0-alice"]);
+        assert_eq!(keys(store.list_records(a).await.unwrap()), ["alice", "ann"]);
+        let mut names: Vec<_> = AccessKind::ALL.iter().map(|k| k.collection()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), AccessKind::ALL.len(), "one collection per kind");
     }
 }
 macro_rules! conformance {

@@ -72,13 +72,16 @@ pub async fn list_users(store: &dyn AccessStore) -> Result<String, String> {
     Ok(out)
 }
 
-/// `apx-canary user delete NAME`: the account goes, and so do its sessions.
+/// `apx-canary user delete NAME`: the account goes, and so do its sessions and its tokens.
 pub async fn delete_user(store: &dyn AccessStore, name: &str) -> Result<String, String> {
-    match records::delete_account(store, name)
+    match records::delete_account(store, name, crate::auth::now())
         .await
         .map_err(|e| e.to_string())?
     {
-        Some(n) => Ok(format!("account '{name}' deleted; {n} session(s) ended")),
+        Some(d) => Ok(format!(
+            "account '{name}' deleted; {} session(s) ended, {} token(s) it created revoked",
+            d.sessions, d.tokens
+        )),
         None => Err(format!("there is no account '{name}'")),
     }
 }

@@ -5,6 +5,8 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Shortest password accepted (NIST SP 800-63B asks for at least 8; we ask for more).
 pub const MIN_PASSWORD: usize = 12;
@@ -82,6 +84,87 @@ pub fn dummy_hash() -> &'static str {
     &DUMMY
 }
 
+/// Password hashing and checking, off the async worker threads: each runs on Tokio's blocking
+/// pool, at most `concurrent` at a time (argon2id takes 19 MiB and tens of milliseconds of one
+/// core each). An attempt waits at most `wait` for its turn, then is told the server is busy.
+pub struct Hasher {
+    permits: Arc<tokio::sync::Semaphore>,
+    wait: std::time::Duration,
+    /// Passwords checked so far (each sign-in that reached argon2id, the dummy hash included).
+    pub verifications: Arc<AtomicU64>,
+    running: Arc<AtomicUsize>,
+    /// The most hashes or checks that ran at once.
+    pub peak: Arc<AtomicUsize>,
+}
+
+/// No turn to hash came within the wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+/// What a caller whose turn did not come is told.
+pub const BUSY: &str = "The server is busy checking other sign-ins: try again in a few seconds.";
+
+impl Default for Hasher {
+    /// Two at a time, waiting at most 3 s.
+    fn default() -> Self {
+        Hasher::new(2, std::time::Duration::from_secs(3))
+    }
+}
+
+impl Hasher {
+    pub fn new(concurrent: usize, wait: std::time::Duration) -> Hasher {
+        Hasher {
+            permits: Arc::new(tokio::sync::Semaphore::new(concurrent.max(1))),
+            wait,
+            verifications: Arc::new(AtomicU64::new(0)),
+            running: Arc::new(AtomicUsize::new(0)),
+            peak: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        let permit = tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| Busy)?
+            .map_err(|_| Busy)?;
+        let (running, peak) = (self.running.clone(), self.peak.clone());
+        // The permit moves into the blocking task: it is held until the hash is done, even if
+        // the request that asked is dropped meanwhile.
+        tokio::task::spawn_blocking(move || {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            let out = work();
+            running.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|_| Busy)
+    }
+
+    /// Whether `password` matches `stored`; with `None` (no such account) the dummy hash is
+    /// checked instead, so that a wrong name costs as long as a wrong password.
+    pub async fn verify(&self, password: &str, stored: Option<&str>) -> Result<bool, Busy> {
+        let (password, stored) = (password.to_string(), stored.map(str::to_string));
+        let count = self.verifications.clone();
+        self.run(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+            let ok = verify_password(&password, stored.as_deref().unwrap_or(dummy_hash()));
+            ok && stored.is_some()
+        })
+        .await
+    }
+
+    /// [`hash_password`], off the async workers.
+    pub async fn hash(&self, password: &str) -> Result<String, Busy> {
+        let password = password.to_string();
+        self.run(move || hash_password(&password)).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +191,35 @@ mod tests {
         assert!(same_secret(&a, &a.clone()) && !same_secret(&a, &b));
         assert!(check_password_rules("short").is_err());
         assert!(check_password_rules("twelve chars").is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_hasher_runs_at_most_its_bound_at_once_and_says_when_busy() {
+        let h = Arc::new(Hasher::new(1, std::time::Duration::from_millis(1)));
+        let stored = hash_password("correct horse battery");
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let (h, stored) = (h.clone(), stored.clone());
+                tokio::spawn(async move { h.verify("correct horse battery", Some(&stored)).await })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        assert!(results.contains(&Ok(true)), "{results:?}");
+        assert!(results.contains(&Err(Busy)), "a 1 ms wait: {results:?}");
+        assert_eq!(h.peak.load(Ordering::SeqCst), 1);
+        let busy = results.iter().filter(|r| r.is_err()).count() as u64;
+        assert_eq!(
+            h.verifications.load(Ordering::SeqCst),
+            4 - busy,
+            "busy ones never ran"
+        );
+        assert_eq!(
+            Hasher::default().verify("x", None).await,
+            Ok(false),
+            "no account: never right"
+        );
     }
 }

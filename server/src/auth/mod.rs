@@ -14,7 +14,8 @@ pub mod rules;
 
 use app::access::{authorize, Caller, Denied, Need};
 use axum::body::{to_bytes, Body};
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -23,8 +24,12 @@ use serde_json::json;
 use splitter::store::access::AccessStore;
 use std::sync::{Arc, Mutex};
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP (a developer's `./dev run`).
 pub const SESSION_COOKIE: &str = "apx_session";
+/// Its name when it is `Secure`: the `__Host-` prefix makes browsers refuse it unless it was
+/// set by this host over HTTPS with `Path=/` and no `Domain`, so a sibling sub-domain cannot
+/// plant a session of its choosing.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-apx_session";
 /// What a browser write without the session's CSRF token is told.
 const CSRF_MISSING: &str =
     "the form's CSRF token is missing or stale: reload the page and try again; nothing was changed";
@@ -35,10 +40,13 @@ const MAX_FORM: usize = 1024 * 1024;
 pub struct Auth {
     pub store: Arc<dyn AccessStore>,
     pub limits: SessionLimits,
+    /// Sign-in attempts in this replica's memory (the store counts them per account for all).
     pub limiter: limiter::Limiter,
-    /// The one-time setup link's token digest and expiry (Unix seconds), while no account
-    /// exists.
-    pub setup: Mutex<Option<(String, i64)>>,
+    /// Password hashing and checks, off the async workers and bounded.
+    pub hasher: credentials::Hasher,
+    /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`); none: the TCP
+    /// peer is the client.
+    pub trusted_proxies: Vec<limiter::Cidr>,
     /// When set, `/metrics` needs `Authorization: Bearer <this>`.
     pub metrics_token: Option<String>,
     /// Always mark the session cookie `Secure` (it is also marked when a proxy says
@@ -47,6 +55,9 @@ pub struct Auth {
     /// Behind Google's IAP: its verifier, and the shared key that derives each proxy user's
     /// CSRF token (see [`records::shared_secret`]).
     pub iap: Option<(iap::Iap, String)>,
+    /// The `Host` values this server answers to (`host:port`, compared without case); `None`:
+    /// any. A page on another name that resolves here (DNS rebinding) is refused.
+    pub allowed_hosts: Option<Vec<String>>,
     /// How long a looked-up token or session is trusted for reads (seconds; 0: never cached).
     /// Another replica's sign-out or revocation reaches reads here within this time; writes
     /// always check the store.
@@ -70,9 +81,11 @@ impl Auth {
             store,
             limits: SessionLimits::default(),
             limiter: Default::default(),
-            setup: Mutex::new(None),
+            hasher: Default::default(),
+            trusted_proxies: Vec::new(),
             metrics_token: None,
             secure_cookies: false,
+            allowed_hosts: None,
             iap: None,
             cache_secs: 10,
             cache: Mutex::new(Default::default()),
@@ -87,16 +100,11 @@ impl Auth {
         Ok(())
     }
 
-    /// Creates the one-time setup link's token (valid for `minutes`) when no account exists;
-    /// returns it to be printed on the console, once.
+    /// Creates a one-time setup link's token (valid for `minutes`, on every replica: it is kept
+    /// in the store) when no account exists and the setup was never claimed; returns it to be
+    /// printed on the console, once.
     pub async fn setup_token(&self, minutes: i64) -> Result<Option<String>, splitter::Error> {
-        if records::has_accounts(&*self.store).await? {
-            return Ok(None);
-        }
-        let token = credentials::random_secret();
-        let expires = now() + minutes * 60;
-        *self.setup.lock().unwrap() = Some((credentials::digest(&token), expires));
-        Ok(Some(token))
+        records::create_setup_link(&*self.store, now(), minutes * 60).await
     }
 
     /// Who is asking: a bearer token, else (behind IAP) the proxy's signed assertion, else a
@@ -109,6 +117,10 @@ impl Auth {
                 .cached(token, fresh, || async {
                     let principal = records::token_principal(&*self.store, token, now()).await?;
                     Ok(Caller {
+                        // A token's own key: it owns its simulator uploads, as a session does.
+                        session_key: principal
+                            .as_ref()
+                            .map(|_| credentials::digest(&format!("token:{token}"))),
                         principal,
                         csrf: None,
                         ..Caller::default()
@@ -119,7 +131,10 @@ impl Auth {
         }
         if let (Some((iap, key)), Some(assertion)) = (&self.iap, headers.get(iap::ASSERTION_HEADER))
         {
-            let email = match iap.verify(assertion.to_str().unwrap_or(""), now()) {
+            let email = match iap
+                .verify_or_refresh(assertion.to_str().unwrap_or(""), now())
+                .await
+            {
                 Ok(email) => email,
                 Err(why) => {
                     tracing::info!(%why, "IAP assertion refused");
@@ -136,7 +151,7 @@ impl Auth {
                 ..Caller::default()
             });
         }
-        let Some(id) = cookie(headers, SESSION_COOKIE) else {
+        let Some(id) = self.session_id(headers) else {
             return Ok(Caller::default());
         };
         self.cached(id, fresh, || async {
@@ -202,6 +217,25 @@ impl Auth {
         Ok(caller)
     }
 
+    /// The session cookie's value: the `__Host-` one, or (unless cookies are always Secure)
+    /// the plain one.
+    pub fn session_id<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
+        cookie(headers, SECURE_SESSION_COOKIE).or_else(|| {
+            (!self.secure_cookies)
+                .then(|| cookie(headers, SESSION_COOKIE))
+                .flatten()
+        })
+    }
+
+    /// Whether `host` (the request's `Host`, or its URI's authority) is one this server
+    /// answers to; `None` in [`Auth::allowed_hosts`]: any.
+    pub fn host_allowed(&self, host: Option<&str>) -> bool {
+        match &self.allowed_hosts {
+            None => true,
+            Some(list) => host.is_some_and(|h| list.iter().any(|a| a.eq_ignore_ascii_case(h))),
+        }
+    }
+
     /// Forgets a credential here at once (sign-out on this replica).
     pub fn forget(&self, credential: &str) {
         self.forget_key(&credentials::digest(credential));
@@ -211,6 +245,42 @@ impl Auth {
     pub fn forget_key(&self, digest: &str) {
         self.cache.lock().unwrap().remove(digest);
     }
+}
+
+/// The `Host` values to accept ([`Auth::allowed_hosts`]) for a server listening on `addr` with
+/// `--allowed-host` values `given`.
+pub fn allowed_hosts(
+    addr: std::net::SocketAddr,
+    given: &[String],
+) -> Result<Option<Vec<String>>, String> {
+    let given: Vec<String> = given
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .collect();
+    if given.iter().any(|h| h == "*") {
+        return Ok(None);
+    }
+    if let Some(bad) = given.iter().find(|h| {
+        h.parse::<axum::http::uri::Authority>().is_err() || h.contains('@') || h.contains('/')
+    }) {
+        return Err(format!(
+            "--allowed-host '{}': give a host name or HOST:PORT, e.g. canary.example.com",
+            bad.escape_debug()
+        ));
+    }
+    if !given.is_empty() {
+        return Ok(Some(given));
+    }
+    if !addr.ip().is_loopback() {
+        return Ok(None);
+    }
+    let port = addr.port();
+    let mut hosts = vec![addr.to_string(), format!("localhost:{port}")];
+    if port == 80 {
+        hosts.extend([addr.ip().to_string(), "localhost".into()]);
+    }
+    Ok(Some(hosts))
 }
 
 pub fn now() -> i64 {
@@ -286,15 +356,64 @@ fn wants_json(path: &str) -> bool {
     path.starts_with("/api/")
 }
 
-/// The guard: every request passes here (installed with `route_layer` and on the fallback).
-pub async fn guard(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
-    let api = wants_json(&path);
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string());
-    let Some(rule) = rules::rule(req.method(), route.as_deref(), &path) else {
+/// The guard's state: access settings, and where the built files are (the fallback serves them
+/// to anybody; any other fallback request renders the app, for readers only).
+#[derive(Clone)]
+pub struct GuardState {
+    pub auth: Arc<Auth>,
+    pub site_root: Arc<std::path::Path>,
+}
+
+impl GuardState {
+    /// Whether `path` (canonical: [`crate::paths`] ran first) names a file under the site root.
+    fn is_file(&self, path: &str) -> bool {
+        let relative = path.trim_start_matches('/');
+        !relative.is_empty()
+            && !relative.split('/').any(|s| s == "..")
+            && self.site_root.join(relative).is_file()
+    }
+}
+
+/// The guard: every request passes here, routed or not (installed with `Router::layer` after
+/// the fallback). The rule is looked up with axum's matched route and its percent-decoded path
+/// parameters — the values the handler's `Path` extractor reads — never by re-parsing the path.
+pub async fn guard(State(g): State<GuardState>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let api = wants_json(parts.uri.path());
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or(parts.uri.authority().map(|a| a.as_str()));
+    if !g.auth.host_allowed(host) {
+        return refuse(
+            api,
+            StatusCode::MISDIRECTED_REQUEST,
+            "host",
+            "this server does not answer to that host name (see --allowed-host)",
+        );
+    }
+    let route = parts.extensions.get::<MatchedPath>().cloned();
+    let raw = match RawPathParams::from_request_parts(&mut parts, &()).await {
+        Ok(p) => Some(p),
+        Err(RawPathParamsRejection::MissingPathParams(_)) => None,
+        Err(_) => {
+            return refuse(
+                api,
+                StatusCode::BAD_REQUEST,
+                "bad_path",
+                "a path parameter is not valid UTF-8 once decoded",
+            )
+        }
+    };
+    let params: Vec<(&str, &str)> = raw.iter().flat_map(|p| p.iter()).collect();
+    let target = rules::Target {
+        method: &parts.method,
+        route: route.as_ref().map(MatchedPath::as_str),
+        params: &params,
+        static_file: route.is_none() && g.is_file(parts.uri.path()),
+    };
+    let Some(rule) = rules::rule(&target) else {
         return refuse(
             api,
             StatusCode::FORBIDDEN,
@@ -302,6 +421,9 @@ pub async fn guard(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> R
             "no access rule covers this route",
         );
     };
+    drop(params);
+    let req = Request::from_parts(parts, body);
+    let auth = &g.auth;
     let caller = match auth.identify(req.headers(), rule.changes_state).await {
         Ok(c) => c,
         Err(Refused::NoRole(email)) => {
@@ -327,14 +449,21 @@ pub async fn guard(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> R
         }
     };
     if let Err(denied) = authorize(caller.principal.as_ref(), &rule.need) {
-        return denied_response(api, req.method(), &path, req.uri().query(), denied);
+        if route.is_none() {
+            // No route and no file: nothing here for this caller (the app's not-found page is
+            // for readers), and no sign-in detour for a path that does not exist.
+            return refuse(api, StatusCode::NOT_FOUND, denied.code(), "nothing here");
+        }
+        let (path, query) = (req.uri().path(), req.uri().query());
+        return denied_response(api, req.method(), path, query, denied);
     }
     let req = if rule.changes_state && (caller.csrf.is_some() || rule.need == Need::Nobody) {
         // Signing in or setting up has no session token yet: only the Origin check applies.
         let token = (rule.need != Need::Nobody)
             .then_some(caller.csrf.as_deref())
             .flatten();
-        match check_browser_write(req, token).await {
+        let multipart_ok = route.as_ref().map(MatchedPath::as_str) == Some(MULTIPART_ROUTE);
+        match check_browser_write(req, token, multipart_ok).await {
             Ok(req) => req,
             Err(message) => return refuse(api, StatusCode::FORBIDDEN, "csrf", &message),
         }
@@ -345,6 +474,10 @@ pub async fn guard(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> R
     req.extensions_mut().insert(caller);
     next.run(req).await
 }
+
+/// The one route whose handler reads a multipart body and checks the CSRF token among its parts
+/// ([`check_csrf`]); a multipart write to any other route needs the `X-CSRF-Token` header.
+pub const MULTIPART_ROUTE: &str = "/policies/{name}/simulate/upload";
 
 fn denied_response(
     api: bool,
@@ -382,8 +515,12 @@ fn denied_response(
 
 /// A write from a browser: it must come from our own pages, and (once signed in) carry the
 /// session's CSRF token — in the form field `csrf`, or the `X-CSRF-Token` header. Multipart
-/// uploads are checked by their handler (the token is one of the parts).
-async fn check_browser_write(req: Request, expected: Option<&str>) -> Result<Request, String> {
+/// uploads to [`MULTIPART_ROUTE`] are checked by their handler (the token is one of the parts).
+async fn check_browser_write(
+    req: Request,
+    expected: Option<&str>,
+    multipart_ok: bool,
+) -> Result<Request, String> {
     same_origin(req.headers()).map_err(str::to_string)?;
     let Some(expected) = expected else {
         return Ok(req);
@@ -395,9 +532,6 @@ async fn check_browser_write(req: Request, expected: Option<&str>) -> Result<Req
         .unwrap_or("")
         .to_string();
     let missing = || CSRF_MISSING.to_string();
-    if content_type.starts_with("multipart/form-data") {
-        return Ok(req);
-    }
     if let Some(token) = req
         .headers()
         .get("x-csrf-token")
@@ -408,6 +542,9 @@ async fn check_browser_write(req: Request, expected: Option<&str>) -> Result<Req
         } else {
             Err(missing())
         };
+    }
+    if multipart_ok && content_type.starts_with("multipart/form-data") {
+        return Ok(req);
     }
     if !content_type.starts_with("application/x-www-form-urlencoded") {
         return Err(missing());

@@ -2,12 +2,12 @@
 //! and the JSON API). Small server-rendered pages: they work without JavaScript and need none.
 
 use super::records::{self, Account};
-use super::{credentials, now, Auth, SESSION_COOKIE};
+use super::{credentials, limiter, now, Auth, SECURE_SESSION_COOKIE, SESSION_COOKIE};
 use crate::error::ApiError;
 use app::access::{Caller, Principal, Role, SignIn};
 use app::routes::overview::urlencode;
 use axum::extract::connect_info::ConnectInfo;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -17,18 +17,29 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// The client's address, for the sign-in limiter ("unknown" in-process).
+/// The client's address, for the sign-in limiter: the TCP peer's or, when the peer is a trusted
+/// proxy (`--trusted-proxy`), the one its `X-Forwarded-For` names ([`limiter::client_ip`]);
+/// IPv6 by its /64 ([`limiter::address_key`]). "unknown" in-process (no peer address).
 pub struct ClientAddr(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl<S> FromRequestParts<S> for ClientAddr
+where
+    Arc<Auth>: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string()),
-        ))
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Some(peer) = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+        else {
+            return Ok(ClientAddr("unknown".into()));
+        };
+        let auth = Arc::<Auth>::from_ref(state);
+        let forwarded = parts.headers.get_all("x-forwarded-for");
+        let ip = limiter::client_ip(peer, forwarded.iter(), &auth.trusted_proxies);
+        Ok(ClientAddr(limiter::address_key(ip)))
     }
 }
 
@@ -63,12 +74,24 @@ fn flash(notice: Option<&str>, error: Option<&str>) -> String {
     out
 }
 
-/// Only a path on this site (no `//host`), else the overview.
-fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
-        next
+/// Where to go after signing in: `next` only if a browser would read it as a path on this
+/// site, else the overview. Browsers drop ASCII tabs and newlines anywhere in a URL, trim
+/// leading and trailing spaces and control characters, and read `\` as `/`: to them
+/// `/\t/evil.example` is `//evil.example`, another site. The answer is that normalised form,
+/// in visible ASCII only (it goes into a `Location` header), at most 2 KB.
+pub fn safe_next(next: &str) -> String {
+    let cleaned: String = next
+        .trim_matches(|c: char| c <= ' ')
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .map(|c| if c == '\\' { '/' } else { c })
+        .collect();
+    let on_this_site = cleaned.starts_with('/') && !cleaned.starts_with("//");
+    let printable = cleaned.len() <= 2048 && cleaned.bytes().all(|b| b.is_ascii_graphic());
+    if on_this_site && printable {
+        cleaned
     } else {
-        "/"
+        "/".into()
     }
 }
 
@@ -77,10 +100,11 @@ fn session_cookie(id: &str, max_age: i64, headers: &HeaderMap, secure: bool) -> 
         || headers
             .get("x-forwarded-proto")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
-    let value = format!(
-        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
-        if https { "; Secure" } else { "" }
-    );
+    let value = if https {
+        format!("{SECURE_SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}; Secure")
+    } else {
+        format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}")
+    };
     HeaderValue::from_str(&value).expect("cookie values are URL-safe text")
 }
 
@@ -109,7 +133,7 @@ pub async fn signin_page(Query(q): Query<SignInQuery>) -> Html<String> {
 <button type=\"submit\" class=\"primary\">Sign in</button></form>\
 <p class=\"muted\">No account yet? An admin creates one (<code>apx-canary user add NAME</code>); on a new installation, use the one-time link the server printed on its console.</p>",
             flash(q.notice.as_deref(), q.error.as_deref()),
-            esc(&q.next)
+            esc(&safe_next(&q.next))
         ),
     )
 }
@@ -122,47 +146,146 @@ pub struct SignInForm {
     next: String,
 }
 
+/// What every refused sign-in is told, whatever was wrong.
+const WRONG: &str = "Wrong account or password.";
+const STORE_DOWN: &str = "Cannot check your password: the store is unavailable. Try again shortly.";
+
+/// `POST /signin`. In order: the name is checked (an invalid one is no account: counted against
+/// the address only, never stored, never logged); the attempt takes its failure slot in this
+/// replica's limiter (account and address) and, for an existing account, in the store (shared
+/// by every replica); only then is the password checked, off the async workers; a right
+/// password gives both slots back. Store work: no account: 1 read; an account: 1 read and
+/// usually 1 create-only write, plus 1 delete and the session's write when the password is
+/// right.
 pub async fn signin(
     State(auth): State<Arc<Auth>>,
     ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     Form(f): Form<SignInForm>,
 ) -> Response {
-    let name = f.name.trim().to_lowercase();
+    let next = safe_next(&f.next);
     let back = |error: &str| {
         Redirect::to(&format!(
             "/signin?error={}&next={}",
             urlencode(error),
-            urlencode(&f.next)
+            urlencode(&next)
         ))
         .into_response()
     };
-    let t = now();
-    if let Err(secs) = auth.limiter.check(&name, &addr, t) {
+    let too_many = |secs: i64| {
         let minutes = (secs + 59) / 60;
-        return back(&format!(
+        back(&format!(
             "Too many failed sign-ins for this account or from this address. Try again in {minutes} minute(s)."
-        ));
-    }
+        ))
+    };
+    let raw = f.name.trim();
+    let name = (raw.len() <= 64)
+        .then(|| raw.to_lowercase())
+        .filter(|n| records::check_name("account name", n).is_ok());
+    let t = now();
+    let reservation = match auth.limiter.reserve(name.as_deref(), &addr, t) {
+        Ok(r) => r,
+        Err(secs) => {
+            tracing::info!(%addr, "sign-in refused: too many failures for the account or address");
+            return too_many(secs);
+        }
+    };
+    let Some(name) = name else {
+        reservation.failed();
+        tracing::info!(account = "unknown account", %addr, "sign-in refused: not an account name");
+        return back(WRONG);
+    };
     let account = match records::account(&*auth.store, &name).await {
         Ok(a) => a,
         Err(e) => {
+            auth.limiter.release(reservation);
             tracing::warn!(error = %e, "sign-in: cannot read the account");
-            return back(
-                "Cannot check your password: the store is unavailable. Try again shortly.",
-            );
+            return back(STORE_DOWN);
         }
     };
-    let hash = account
-        .as_ref()
-        .map_or(credentials::dummy_hash(), |a| a.password_hash.as_str());
-    let ok = credentials::verify_password(&f.password, hash) && account.is_some();
-    let Some(account) = account.filter(|_| ok) else {
-        auth.limiter.failed(&name, &addr, t);
-        tracing::info!(account = %name, %addr, "sign-in refused");
-        return back("Wrong account or password.");
+    // Only an existing account's name is logged: a made-up one may be a password typed into
+    // the wrong field.
+    let who = if account.is_some() {
+        limiter::for_log(&name)
+    } else {
+        "unknown account".to_string()
     };
-    auth.limiter.succeeded(&name);
+    // The account's count on every replica: a failure slot in the store.
+    let (secs, limit) = (auth.limiter.window(), auth.limiter.per_account());
+    let window = records::failure_window(t, secs);
+    let window_left = (window + 1) * secs - t;
+    let mut slot = None;
+    if account.is_some() {
+        let known = auth.limiter.store_slots(&name, window);
+        let taken = if known.is_some_and(|k| k.full) {
+            Ok(None)
+        } else {
+            let start = known.map_or(0, |k| k.next);
+            records::reserve_failure_slot(&*auth.store, &name, window, limit, start, t).await
+        };
+        match taken {
+            Ok(Some(s)) => {
+                let next = (s + 1) % limit;
+                let slots = limiter::StoreSlots { window, next, full: false };
+                auth.limiter.note_store_slots(&name, slots);
+                slot = Some(s);
+            }
+            Ok(None) => {
+                let slots = limiter::StoreSlots { window, next: 0, full: true };
+                auth.limiter.note_store_slots(&name, slots);
+                // Not checked, so not counted here again: the store's count refused it.
+                auth.limiter.release(reservation);
+                tracing::info!(account = %who, %addr, "sign-in refused: too many failures for the account on all replicas");
+                return too_many(window_left);
+            }
+            Err(e) => {
+                auth.limiter.release(reservation);
+                tracing::warn!(error = %e, "sign-in: cannot count the attempt in the store");
+                return back(STORE_DOWN);
+            }
+        }
+    }
+    let verified = if f.password.len() > credentials::MAX_PASSWORD {
+        Ok(false) // no stored password is that long
+    } else {
+        let hash = account.as_ref().map(|a| a.password_hash.as_str());
+        auth.hasher.verify(&f.password, hash).await
+    };
+    let give_back = |slot: Option<usize>| {
+        let (auth, name) = (auth.clone(), name.clone());
+        async move {
+            if let Some(s) = slot {
+                if let Err(e) = records::release_failure_slot(&*auth.store, &name, window, s).await {
+                    tracing::warn!(error = %e, "sign-in: cannot give the failure slot back");
+                }
+            }
+        }
+    };
+    let account = match (verified, account) {
+        (Ok(true), Some(account)) => account,
+        (Err(credentials::Busy), _) => {
+            auth.limiter.release(reservation);
+            give_back(slot).await;
+            tracing::info!(account = %who, %addr, "sign-in not checked: too many password checks waiting");
+            return back(credentials::BUSY);
+        }
+        _ => {
+            reservation.failed();
+            if slot.is_some() && auth.limiter.sweep_due(window) {
+                let store = auth.store.clone();
+                tokio::spawn(async move {
+                    match records::sweep_failures(&*store, window).await {
+                        Ok(n) => tracing::debug!(deleted = n, "old sign-in failures deleted"),
+                        Err(e) => tracing::warn!(error = %e, "cannot delete old sign-in failures"),
+                    }
+                });
+            }
+            tracing::info!(account = %who, %addr, "sign-in refused");
+            return back(WRONG);
+        }
+    };
+    auth.limiter.release(reservation);
+    give_back(slot).await;
     let principal = Principal {
         name: account.name,
         role: account.role,
@@ -171,9 +294,9 @@ pub async fn signin(
     };
     match records::start_session(&*auth.store, principal, t).await {
         Ok(id) => {
-            tracing::info!(account = %name, "signed in");
+            tracing::info!(account = %who, "signed in");
             let cookie = session_cookie(&id, auth.limits.absolute, &headers, auth.secure_cookies);
-            with_cookie(safe_next(&f.next), cookie)
+            with_cookie(&next, cookie)
         }
         Err(e) => {
             tracing::warn!(error = %e, "sign-in: cannot store the session");
@@ -183,7 +306,7 @@ pub async fn signin(
 }
 
 pub async fn signout(State(auth): State<Arc<Auth>>, headers: HeaderMap) -> Response {
-    if let Some(id) = super::cookie(&headers, SESSION_COOKIE) {
+    if let Some(id) = auth.session_id(&headers) {
         auth.forget(id);
         if let Err(e) = records::end_session(&*auth.store, id).await {
             tracing::warn!(error = %e, "sign-out: cannot delete the session");
@@ -205,23 +328,34 @@ pub struct SetupQuery {
     error: Option<String>,
 }
 
-/// Whether `token` is the live setup token.
-fn setup_ok(auth: &Auth, token: &str) -> bool {
-    let guard = auth.setup.lock().unwrap();
-    guard.as_ref().is_some_and(|(digest, expires)| {
-        now() < *expires && credentials::same_secret(&credentials::digest(token), digest)
-    })
-}
-
-const SETUP_GONE: &str = "This setup link is not valid: it was used, it expired, or it was mistyped. Restart the server while no account exists to get a new one, or run `apx-canary user add --admin NAME`.";
-
-pub async fn setup_page(State(auth): State<Arc<Auth>>, Query(q): Query<SetupQuery>) -> Response {
-    if !setup_ok(&auth, &q.token) {
-        return (
+/// Whether `token` is a live setup link's ([`records::setup_link_live`]: in the store, so on
+/// every replica; dead once any account exists); `Err` is the answer when the store cannot say.
+async fn setup_ok(auth: &Auth, token: &str) -> Result<(), Response> {
+    match records::setup_link_live(&*auth.store, token, now()).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err((
             StatusCode::FORBIDDEN,
             page("Setup", &flash(None, Some(SETUP_GONE))),
         )
-            .into_response();
+            .into_response()),
+        Err(e) => {
+            tracing::warn!(error = %e, "setup: cannot read the setup link");
+            Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                page("Setup", &flash(None, Some(SETUP_DOWN))),
+            )
+                .into_response())
+        }
+    }
+}
+
+const SETUP_GONE: &str = "This setup link is not valid: it was used, it expired, an account exists already, or it was mistyped. Restart the server while no account exists to get a new one, or run `apx-canary user add --admin NAME`.";
+const SETUP_DOWN: &str =
+    "The store is unavailable: nothing was created. Try the setup link again shortly.";
+
+pub async fn setup_page(State(auth): State<Arc<Auth>>, Query(q): Query<SetupQuery>) -> Response {
+    if let Err(refused) = setup_ok(&auth, &q.token).await {
+        return refused;
     }
     page(
         "Create the first admin",
@@ -249,17 +383,16 @@ pub struct SetupForm {
     password2: String,
 }
 
+/// `POST /setup`: creates the first admin. The link is checked in the store, then the setup is
+/// claimed there (create-only): of concurrent posts, on any replicas, exactly one creates an
+/// admin; the others are refused as for a used link.
 pub async fn setup(
     State(auth): State<Arc<Auth>>,
     headers: HeaderMap,
     Form(f): Form<SetupForm>,
 ) -> Response {
-    if !setup_ok(&auth, &f.token) {
-        return (
-            StatusCode::FORBIDDEN,
-            page("Setup", &flash(None, Some(SETUP_GONE))),
-        )
-            .into_response();
+    if let Err(refused) = setup_ok(&auth, &f.token).await {
+        return refused;
     }
     let back = |e: &str| {
         Redirect::to(&format!(
@@ -270,33 +403,75 @@ pub async fn setup(
         .into_response()
     };
     let name = f.name.trim().to_lowercase();
+    if let Err(e) = records::check_name("account name", &name) {
+        return back(&e.to_string());
+    }
     if f.password != f.password2 {
         return back("The two passwords differ.");
     }
     if let Err(e) = credentials::check_password_rules(&f.password) {
         return back(&e);
     }
+    let Ok(password_hash) = auth.hasher.hash(&f.password).await else {
+        return back(credentials::BUSY);
+    };
+    match records::claim_setup(&*auth.store, now()).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return (
+                StatusCode::FORBIDDEN,
+                page("Setup", &flash(None, Some(SETUP_GONE))),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "setup: cannot claim the setup");
+            return back(SETUP_DOWN);
+        }
+    }
     let account = Account {
         name: name.clone(),
-        password_hash: credentials::hash_password(&f.password),
+        password_hash,
         role: Role::Admin,
         policies: vec![],
         created_at: now(),
         created_by: "setup link".into(),
     };
-    if let Err(e) = records::create_account(&*auth.store, &account).await {
-        return back(&e.to_string());
+    let store = &*auth.store;
+    // An account may have been created meanwhile (`apx-canary user add`): then no admin here.
+    let created = match records::has_accounts(store).await {
+        Ok(true) => Ok(false),
+        Ok(false) => records::create_account(store, &account).await.map(|()| true),
+        Err(e) => Err(e),
+    };
+    match created {
+        Ok(true) => {}
+        Ok(false) => {
+            return (
+                StatusCode::FORBIDDEN,
+                page("Setup", &flash(None, Some(SETUP_GONE))),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            // Nothing was created: the link may be tried again.
+            if let Err(e) = records::unclaim_setup(store).await {
+                tracing::warn!(error = %e, "setup: cannot give the claim back; use `apx-canary user add --admin NAME`");
+            }
+            return back(&e.to_string());
+        }
     }
-    // The link works once.
-    *auth.setup.lock().unwrap() = None;
-    tracing::info!(account = %name, "first admin created through the setup link");
+    if let Err(e) = records::forget_setup_links(store).await {
+        tracing::warn!(error = %e, "setup: cannot delete the used setup links (they no longer work)");
+    }
+    tracing::info!(account = %limiter::for_log(&name), "first admin created through the setup link");
     let principal = Principal {
         name,
         role: Role::Admin,
         policies: vec![],
         via: SignIn::Password,
     };
-    match records::start_session(&*auth.store, principal, now()).await {
+    match records::start_session(store, principal, now()).await {
         Ok(id) => with_cookie(
             "/?notice=Admin%20account%20created.",
             session_cookie(&id, auth.limits.absolute, &headers, auth.secure_cookies),

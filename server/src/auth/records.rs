@@ -317,9 +317,22 @@ pub async fn accounts(store: &dyn AccessStore) -> Result<Vec<Account>, Error> {
         .collect()
 }
 
-/// Deletes an account and ends every session it has (on every replica: the sessions are in
-/// the store). Returns how many sessions ended, or `None` if there is no such account.
-pub async fn delete_account(store: &dyn AccessStore, name: &str) -> Result<Option<usize>, Error> {
+/// What deleting an account ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    pub sessions: usize,
+    /// Tokens the account had created: revoked with it, so that a departed admin's automation
+    /// does not outlive the account.
+    pub tokens: usize,
+}
+
+/// Deletes an account, ends every session it has (on every replica: the sessions are in the
+/// store) and revokes the tokens it created. `None` if there is no such account.
+pub async fn delete_account(
+    store: &dyn AccessStore,
+    name: &str,
+    now: i64,
+) -> Result<Option<Deleted>, Error> {
     if account(store, name).await?.is_none() {
         return Ok(None);
     }
@@ -334,5 +347,199 @@ pub async fn delete_account(store: &dyn AccessStore, name: &str) -> Result<Optio
             ended += 1;
         }
     }
-    Ok(Some(ended))
+    let creator = Principal {
+        name: name.to_string(),
+        role: Role::Viewer,
+        policies: vec![],
+        via: SignIn::Password,
+    }
+    .actor();
+    let mut revoked = 0;
+    for (key, mut t) in tokens(store).await? {
+        if t.created_by == creator && t.revoked_at.is_none() {
+            t.revoked_at = Some(now);
+            put(store, AccessKind::Token, &key, &t, false).await?;
+            revoked += 1;
+        }
+    }
+    Ok(Some(Deleted {
+        sessions: ended,
+        tokens: revoked,
+    }))
+}
+
+/// Failed sign-ins per account, shared by every replica: in each fixed window (the limiter's
+/// length, counted from the Unix epoch) an account has `limit` failure slots, records
+/// `{window}-{slot}-{account}` written create-only. An attempt takes a slot before its password
+/// is checked and gives it back only when the password was right, so however many replicas
+/// race, at most `limit` passwords are checked per account and window. (Across a window's end
+/// an attacker gets at most twice the limit in a short time; each replica's own sliding window
+/// still applies.)
+pub fn failure_window(now: i64, window_secs: i64) -> i64 {
+    now.div_euclid(window_secs.max(1))
+}
+
+fn failure_key(window: i64, slot: usize, account: &str) -> String {
+    format!("{window}-{slot}-{account}")
+}
+
+/// Takes one of `account`'s `limit` failure slots in `window`, trying `start` first and then
+/// the others in turn (one create-only write each): `Ok(Some(slot))`, or `Ok(None)` when all
+/// are taken (the account is locked until the window ends).
+pub async fn reserve_failure_slot(
+    store: &dyn AccessStore,
+    account: &str,
+    window: i64,
+    limit: usize,
+    start: usize,
+    now: i64,
+) -> Result<Option<usize>, Error> {
+    let json = format!("{{\"at\":{now}}}");
+    for i in 0..limit {
+        let slot = (start + i) % limit;
+        let key = failure_key(window, slot, account);
+        match store
+            .put_record(AccessKind::SignInFailure, &key, &json, true)
+            .await
+        {
+            Ok(()) => return Ok(Some(slot)),
+            Err(Error::RecordExists(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+/// Gives a failure slot back (the password was right, or was never checked).
+pub async fn release_failure_slot(
+    store: &dyn AccessStore,
+    account: &str,
+    window: i64,
+    slot: usize,
+) -> Result<(), Error> {
+    store
+        .delete_record(
+            AccessKind::SignInFailure,
+            &failure_key(window, slot, account),
+        )
+        .await
+}
+
+/// Deletes the failure slots of windows that ended before the previous one (the previous one
+/// is kept for replicas whose clock is a little behind); returns how many.
+pub async fn sweep_failures(store: &dyn AccessStore, window: i64) -> Result<usize, Error> {
+    let mut deleted = 0;
+    for (key, _) in store.list_records(AccessKind::SignInFailure).await? {
+        let old = key
+            .split('-')
+            .next()
+            .and_then(|w| w.parse::<i64>().ok())
+            .is_none_or(|w| w < window - 1);
+        if old {
+            store.delete_record(AccessKind::SignInFailure, &key).await?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+/// The one-time setup link. Each printed link is a record `setup-<digest of its token>`
+/// (kind `Secret`, so every replica knows it) with its expiry. A link works while it has not
+/// expired, no account exists and nobody has claimed the setup: the one post that writes the
+/// create-only claim `setup-claimed` first creates the admin, on whichever replica; the others
+/// are refused. The claim stays after the admin is created (a later setup goes through
+/// `apx-canary user add --admin`); it is removed only when creating the admin failed.
+#[derive(Debug, Serialize, Deserialize)]
+struct SetupLink {
+    expires: i64,
+}
+
+const SETUP_CLAIM: &str = "setup-claimed";
+const SETUP_PREFIX: &str = "setup-";
+
+fn setup_key(token: &str) -> String {
+    format!("{SETUP_PREFIX}{}", digest(token))
+}
+
+/// A new setup link's token, valid for `valid_secs`, when no account exists and no setup was
+/// claimed; `None` otherwise.
+pub async fn create_setup_link(
+    store: &dyn AccessStore,
+    now: i64,
+    valid_secs: i64,
+) -> Result<Option<String>, Error> {
+    if has_accounts(store).await? {
+        return Ok(None);
+    }
+    if store
+        .get_record(AccessKind::Secret, SETUP_CLAIM)
+        .await?
+        .is_some()
+    {
+        tracing::warn!(
+            "no account exists, but the setup link was used before (the accounts were deleted, \
+             or creating the admin failed half-way): create an admin with \
+             `apx-canary user add --admin NAME`"
+        );
+        return Ok(None);
+    }
+    let token = random_secret();
+    let link = SetupLink {
+        expires: now + valid_secs,
+    };
+    put(store, AccessKind::Secret, &setup_key(&token), &link, true).await?;
+    Ok(Some(token))
+}
+
+/// Whether `token` is a live setup link's: printed, not expired, not claimed, and no account
+/// exists yet. (One read for a wrong token; three for the right one.)
+pub async fn setup_link_live(
+    store: &dyn AccessStore,
+    token: &str,
+    now: i64,
+) -> Result<bool, Error> {
+    if token.is_empty() || token.len() > 100 {
+        return Ok(false);
+    }
+    let Some(link) = get::<SetupLink>(store, AccessKind::Secret, &setup_key(token)).await? else {
+        return Ok(false);
+    };
+    Ok(now < link.expires
+        && store
+            .get_record(AccessKind::Secret, SETUP_CLAIM)
+            .await?
+            .is_none()
+        && !has_accounts(store).await?)
+}
+
+/// Claims the setup (create-only): true for exactly one caller, on every replica together.
+pub async fn claim_setup(store: &dyn AccessStore, now: i64) -> Result<bool, Error> {
+    match store
+        .put_record(
+            AccessKind::Secret,
+            SETUP_CLAIM,
+            &format!("{{\"at\":{now}}}"),
+            true,
+        )
+        .await
+    {
+        Ok(()) => Ok(true),
+        Err(Error::RecordExists(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives the claim back: creating the admin failed, the link may be tried again.
+pub async fn unclaim_setup(store: &dyn AccessStore) -> Result<(), Error> {
+    store.delete_record(AccessKind::Secret, SETUP_CLAIM).await
+}
+
+/// After the admin is created: deletes every printed link's record.
+pub async fn forget_setup_links(store: &dyn AccessStore) -> Result<(), Error> {
+    for (key, _) in store.list_records(AccessKind::Secret).await? {
+        if key.starts_with(SETUP_PREFIX) && key != SETUP_CLAIM {
+            store.delete_record(AccessKind::Secret, &key).await?;
+        }
+    }
+    Ok(())
 }

@@ -13,6 +13,8 @@ use axum::http::Method;
 pub enum Access {
     /// Anybody: sign-in, health, the demo service, static files.
     Open,
+    /// Any signed-in person or token (who am I).
+    Anyone,
     Read,
     Decide,
     Report,
@@ -64,7 +66,7 @@ pub const RULES: &[(&str, &str, Access, bool)] = &[
         Access::Read,
         true,
     ),
-    ("GET", "/api/v1/session", Access::Decide, false),
+    ("GET", "/api/v1/session", Access::Anyone, false),
     ("GET", "/api/v1/tokens", Access::Admin, false),
     ("POST", "/api/v1/tokens", Access::Admin, true),
     ("DELETE", "/api/v1/tokens/{id}", Access::Admin, true),
@@ -164,14 +166,6 @@ pub const RULES: &[(&str, &str, Access, bool)] = &[
 /// Stands for every server function's route.
 pub const SERVER_FN: &str = "/api/{server_fn}";
 
-/// The `i`-th path segment of `path` (0 is the first after `/`).
-fn segment(path: &str, i: usize) -> &str {
-    path.trim_start_matches('/')
-        .split('/')
-        .nth(i)
-        .unwrap_or_default()
-}
-
 /// The table's name for a matched route.
 fn table_route(route: &str) -> &str {
     if route.starts_with("/api/") && !route.starts_with("/api/v1/") {
@@ -181,39 +175,60 @@ fn table_route(route: &str) -> &str {
     }
 }
 
-/// The rule for a request to `route` (axum's matched path; `None` for the fallback, which
-/// serves static files and the not-found page) at `path`; `None`: no rule, refuse.
-pub fn rule(method: &Method, route: Option<&str>, path: &str) -> Option<Rule> {
-    let Some(route) = route else {
-        return matches!(*method, Method::GET | Method::HEAD).then_some(Rule {
-            need: Need::Nobody,
+/// What the guard knows of a request: its method, axum's matched route (`None` for the
+/// fallback, which serves static files and the not-found page), the route's path parameters
+/// **as the handler reads them** (axum's percent-decoded captures: the same values `Path`
+/// extracts), and whether the path names a built file.
+pub struct Target<'a> {
+    pub method: &'a Method,
+    pub route: Option<&'a str>,
+    pub params: &'a [(&'a str, &'a str)],
+    pub static_file: bool,
+}
+
+impl Target<'_> {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+    }
+}
+
+/// The rule for a request; `None`: no rule, refuse.
+pub fn rule(t: &Target) -> Option<Rule> {
+    let Some(route) = t.route else {
+        // The fallback: built files for anybody; anything else renders the app (its not-found
+        // page), which only signed-in readers see.
+        let need = if t.static_file { Need::Nobody } else { Need::Read };
+        return matches!(*t.method, Method::GET | Method::HEAD).then_some(Rule {
+            need,
             changes_state: false,
         });
     };
     let route = table_route(route);
     // HEAD is GET without the body.
-    let method = if *method == Method::HEAD {
+    let method = if *t.method == Method::HEAD {
         "GET"
     } else {
-        method.as_str()
+        t.method.as_str()
     };
     let (_, _, access, changes_state) = RULES
         .iter()
         .find(|(m, r, _, _)| *r == route && (*m == "ANY" || *m == method))?;
-    let policy = || {
-        let i = if route.starts_with("/api/v1/") { 3 } else { 1 };
-        segment(path, i).to_string()
-    };
+    // Per-policy needs name the policy the handler will act on; a route without it has no rule.
+    let policy = || t.param("name").or(t.param("policy")).map(str::to_string);
     let need = match access {
         Access::Open => Need::Nobody,
+        Access::Anyone => Need::Principal,
         Access::Read => Need::Read,
-        Access::Decide => Need::Decide,
-        Access::Report => Need::Report,
         Access::Admin => Need::Admin,
-        Access::Operate => Need::Operate { policy: policy() },
+        Access::Decide => Need::Decide { policy: policy()? },
+        Access::Report => Need::Report { policy: policy()? },
+        Access::Operate => Need::Operate { policy: policy()? },
         // An unknown action is refused by its handler; until then it needs what operating does.
-        Access::Action => PolicyAction::from_segment(segment(path, 3))
-            .map_or(Need::Operate { policy: policy() }, |a| a.need(&policy())),
+        Access::Action => {
+            let policy = policy()?;
+            PolicyAction::from_segment(t.param("action")?)
+                .map_or(Need::Operate { policy: policy.clone() }, |a| a.need(&policy))
+        }
     };
     Some(Rule {
         need,
@@ -225,49 +240,74 @@ pub fn rule(method: &Method, route: Option<&str>, path: &str) -> Option<Rule> {
 mod tests {
     use super::*;
 
+    fn need(m: Method, route: &str, params: &[(&str, &str)]) -> Option<Need> {
+        let t = Target {
+            method: &m,
+            route: Some(route),
+            params,
+            static_file: false,
+        };
+        rule(&t).map(|r| r.need)
+    }
+
     #[test]
-    fn rules_read_the_policy_and_action_from_the_path() {
-        let r = |m: Method, route: &str, path: &str| rule(&m, Some(route), path).map(|r| r.need);
+    fn rules_read_the_policy_and_action_from_the_decoded_parameters() {
         assert_eq!(
-            r(
+            need(
                 Method::PUT,
                 "/api/v1/policies/{name}/share",
-                "/api/v1/policies/pay/share"
+                &[("name", "pay")]
             ),
             Some(Need::Operate {
                 policy: "pay".into()
             })
         );
+        let action = "/policies/{name}/actions/{action}";
         assert_eq!(
-            r(
-                Method::POST,
-                "/policies/{name}/actions/{action}",
-                "/policies/pay/actions/delete"
-            ),
+            need(Method::POST, action, &[("name", "pay"), ("action", "delete")]),
             Some(Need::Admin)
         );
         assert_eq!(
-            r(
-                Method::POST,
-                "/policies/{name}/actions/{action}",
-                "/policies/pay/actions/promote"
-            ),
+            need(Method::POST, action, &[("name", "pay"), ("action", "promote")]),
             Some(Need::Operate {
                 policy: "pay".into()
             })
         );
         assert_eq!(
-            r(Method::POST, "/api/get_policy123", "/api/get_policy123"),
+            need(
+                Method::POST,
+                "/api/v1/policies/{name}/outcomes",
+                &[("name", "search-api")]
+            ),
+            Some(Need::Report {
+                policy: "search-api".into()
+            })
+        );
+        assert_eq!(
+            need(Method::POST, "/api/get_policy123", &[]),
             Some(Need::Read)
         );
         assert_eq!(
-            r(
-                Method::PATCH,
-                "/api/v1/policies/{name}",
-                "/api/v1/policies/x"
-            ),
+            need(Method::PATCH, "/api/v1/policies/{name}", &[("name", "x")]),
             None
         );
-        assert_eq!(rule(&Method::POST, None, "/nowhere"), None);
+        // A per-policy route whose parameter is missing has no rule.
+        assert_eq!(need(Method::PUT, "/api/v1/policies/{name}/share", &[]), None);
+    }
+
+    #[test]
+    fn the_fallback_serves_files_to_anybody_and_the_app_to_readers() {
+        let t = |method: &Method, static_file| {
+            rule(&Target {
+                method,
+                route: None,
+                params: &[],
+                static_file,
+            })
+            .map(|r| r.need)
+        };
+        assert_eq!(t(&Method::GET, true), Some(Need::Nobody));
+        assert_eq!(t(&Method::HEAD, false), Some(Need::Read));
+        assert_eq!(t(&Method::POST, true), None);
     }
 }

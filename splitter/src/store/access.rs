@@ -13,14 +13,18 @@ pub enum AccessKind {
     Token,
     /// Keys every replica must share (e.g. the one that derives CSRF tokens behind a proxy).
     Secret,
+    /// Failed sign-ins, one create-only record per failure slot, so that replicas share the
+    /// per-account count without losing any to races.
+    SignInFailure,
 }
 
 impl AccessKind {
-    pub const ALL: [AccessKind; 4] = [
+    pub const ALL: [AccessKind; 5] = [
         AccessKind::Account,
         AccessKind::Session,
         AccessKind::Token,
         AccessKind::Secret,
+        AccessKind::SignInFailure,
     ];
 
     /// The Firestore collection (and the embedded table's first key part).
@@ -30,6 +34,7 @@ impl AccessKind {
             AccessKind::Session => "canary_sessions",
             AccessKind::Token => "canary_tokens",
             AccessKind::Secret => "canary_secrets",
+            AccessKind::SignInFailure => "canary_signin_failures",
         }
     }
 }
