@@ -268,7 +268,10 @@ mod tests {
         assert!(!ok(Some(&scoped), &report("search-api")));
         assert!(ok(Some(&payments), &report("payments-api")));
         assert!(!ok(Some(&payments), &report("search-api")));
-        assert!(ok(Some(&payments), &decide("search-api")), "operators read everything");
+        assert!(
+            ok(Some(&payments), &decide("search-api")),
+            "operators read everything"
+        );
         assert!(ok(Some(&scoped), &Need::Principal));
         let admin = who(Role::Admin, &[]);
         assert!(ok(Some(&admin), &Need::Admin) && ok(Some(&admin), &op("anything")));

@@ -226,10 +226,10 @@ async fn changes(State(state): State<AppState>, Extension(caller): Extension<Cal
     use futures::StreamExt;
     let slot = match STREAMS.take(&crate::limits::caller_key(&caller)) {
         Ok(slot) => slot,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
-    let stream = tokio_stream::wrappers::WatchStream::from_changes(state.splitter.changes())
-        .map(move |n| {
+    let stream =
+        tokio_stream::wrappers::WatchStream::from_changes(state.splitter.changes()).map(move |n| {
             // The slot lives as long as the stream.
             let _held = &slot;
             Ok::<_, std::convert::Infallible>(Event::default().data(n.to_string()))

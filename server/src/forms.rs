@@ -222,7 +222,7 @@ pub async fn upload(
 ) -> Response {
     let _slot = match UPLOADS.take(&crate::limits::caller_key(&caller)) {
         Ok(slot) => slot,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     read_upload(&state, &caller, &name, multipart)
         .await

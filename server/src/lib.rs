@@ -164,6 +164,9 @@ fn unique_replica(replica: &str) -> String {
 }
 
 /// Every route: pages, server functions, API v1, form posts, sign-in, health and static files.
+/// The largest sign-in form accepted (a name, a password, the `next` path).
+pub const SIGN_IN_MAX_BYTES: usize = 16 * 1024;
+
 /// Every request, routed or not, has its path checked ([`paths`]) and passes [`auth::guard`];
 /// the demo service exists only when `demo`.
 pub fn router(leptos: LeptosOptions, app: AppState, auth: Arc<auth::Auth>, demo: bool) -> Router {
@@ -201,7 +204,10 @@ pub fn router(leptos: LeptosOptions, app: AppState, auth: Arc<auth::Auth>, demo:
         .merge(demo_routes)
         .route(
             "/signin",
-            get(auth::pages::signin_page).post(auth::pages::signin),
+            get(auth::pages::signin_page)
+                .post(auth::pages::signin)
+                // A name and a password: nobody needs 2 MB for that.
+                .layer(axum::extract::DefaultBodyLimit::max(SIGN_IN_MAX_BYTES)),
         )
         .route("/signout", post(auth::pages::signout))
         .route(

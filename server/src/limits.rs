@@ -47,7 +47,7 @@ impl Caps {
 
     /// A slot for `caller` (a digest or name; at most `total` distinct callers are kept), or
     /// the response that refuses it.
-    pub fn take(self: &Arc<Caps>, caller: &str) -> Result<Slot, Response> {
+    pub fn take(self: &Arc<Caps>, caller: &str) -> Result<Slot, Box<Response>> {
         let mut held = self.held.lock().unwrap();
         if held.0 >= self.total {
             return Err(self.refusal(
@@ -81,11 +81,11 @@ impl Caps {
         self.held.lock().unwrap().0
     }
 
-    fn refusal(&self, status: StatusCode, message: String) -> Response {
+    fn refusal(&self, status: StatusCode, message: String) -> Box<Response> {
         let mut r = (status, format!("{message}\n")).into_response();
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        r
+        Box::new(r)
     }
 }
 
@@ -94,7 +94,12 @@ pub fn caller_key(caller: &app::access::Caller) -> String {
     caller
         .session_key
         .clone()
-        .or_else(|| caller.principal.as_ref().map(|p| format!("name:{}", p.name)))
+        .or_else(|| {
+            caller
+                .principal
+                .as_ref()
+                .map(|p| format!("name:{}", p.name))
+        })
         .unwrap_or_default()
 }
 

@@ -122,7 +122,12 @@ struct Args {
     iap_audience: Option<String>,
     /// The JWK set IAP signs with, as a file (re-read on the refresh schedule and on an
     /// unknown key id).
-    #[arg(long, env = "APX_IAP_JWKS", requires = "iap_audience", conflicts_with = "iap_jwks_url")]
+    #[arg(
+        long,
+        env = "APX_IAP_JWKS",
+        requires = "iap_audience",
+        conflicts_with = "iap_jwks_url"
+    )]
     iap_jwks: Option<PathBuf>,
     /// The JWK set IAP signs with, fetched from this URL (default without --iap-jwks:
     /// https://www.gstatic.com/iap/verify/public_key-jwk).
@@ -160,14 +165,23 @@ struct Args {
     /// to; others are refused (421), so a page on another name that resolves here (DNS
     /// rebinding) cannot use it. Repeat, or comma-separate. `*`: any. Default: on a loopback
     /// address, that address and `localhost` with its port; on any other address, any.
-    #[arg(long = "allowed-host", env = "APX_ALLOWED_HOSTS", value_delimiter = ',')]
+    #[arg(
+        long = "allowed-host",
+        env = "APX_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
     allowed_hosts: Vec<String>,
     /// Names this replica in stored traffic (default: host name and process id).
     #[arg(long, env = "APX_REPLICA")]
     replica: Option<String>,
     /// A proxy whose X-Forwarded-For names the client for the sign-in limiter (CIDR, e.g.
     /// 35.191.0.0/16; repeat). Without it, the TCP peer is the client.
-    #[arg(long = "trusted-proxy", value_name = "CIDR", env = "APX_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(
+        long = "trusted-proxy",
+        value_name = "CIDR",
+        env = "APX_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
     trusted_proxies: Vec<server::auth::limiter::Cidr>,
 }
 
@@ -298,7 +312,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             args.iap_jwks.clone(),
             args.iap_jwks_url.as_deref(),
         )?;
-        let verifier = server::auth::iap::Iap::load(audience, source.clone(), &args.iap_roles).await?;
+        let verifier =
+            server::auth::iap::Iap::load(audience, source.clone(), &args.iap_roles).await?;
         verifier.spawn_refresher(Duration::from_secs(args.iap_jwks_refresh_secs));
         tracing::info!(
             audience = %audience,

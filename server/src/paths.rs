@@ -165,7 +165,10 @@ mod tests {
         assert!(matches!(check("/a/%zz"), Err(NotCanonical::Malformed(_))));
         assert!(matches!(check("/a/%4"), Err(NotCanonical::Malformed(_))));
         assert!(matches!(check("/.."), Err(NotCanonical::Malformed(_))));
-        assert!(matches!(check("/%2e%2e/x"), Err(NotCanonical::Malformed(_))));
+        assert!(matches!(
+            check("/%2e%2e/x"),
+            Err(NotCanonical::Malformed(_))
+        ));
         assert!(matches!(check("*"), Err(NotCanonical::Malformed(_))));
     }
 }

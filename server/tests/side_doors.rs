@@ -44,6 +44,7 @@ async fn fixture(demo: bool, configure: impl FnOnce(&mut Auth)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path().join("canary.redb")).unwrap());
     create(&*store, "payments-api").await;
+    create(&*store, "demo-payment-api").await;
     let mut auth = Auth::new(store.clone());
     configure(&mut auth);
     let (app, auth) =
@@ -71,8 +72,8 @@ async fn send(app: &Router, req: Request<Body>) -> Reply {
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let status = res.status();
-    let body = String::from_utf8_lossy(&res.into_body().collect().await.unwrap().to_bytes())
-        .to_string();
+    let body =
+        String::from_utf8_lossy(&res.into_body().collect().await.unwrap().to_bytes()).to_string();
     Reply {
         status,
         denied,
@@ -106,7 +107,11 @@ async fn another_host_name_is_refused_before_anything_runs() {
         );
     }
     for host in ["localhost:3000", "LOCALHOST:3000", "127.0.0.1:3000"] {
-        assert_eq!(send(&f.app, at(host)).await.status, StatusCode::OK, "{host}");
+        assert_eq!(
+            send(&f.app, at(host)).await.status,
+            StatusCode::OK,
+            "{host}"
+        );
     }
 }
 
@@ -158,7 +163,9 @@ async fn with_secure_cookies_only_the_host_prefixed_session_cookie_counts() {
     let r = send(&f.app, out).await;
     let set = r.headers[header::SET_COOKIE].to_str().unwrap().to_string();
     assert!(
-        set.starts_with("__Host-apx_session=;") && set.contains("; Secure") && set.contains("Path=/"),
+        set.starts_with("__Host-apx_session=;")
+            && set.contains("; Secure")
+            && set.contains("Path=/"),
         "{set}"
     );
 }
@@ -263,7 +270,6 @@ async fn a_deleted_accounts_tokens_stop_working() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_service_routes_and_records_only_demo_policies() {
     let f = fixture(true, |_| {}).await;
-    create(&*f.store, "demo-payment-api").await;
     let demo = |uri: &str| {
         get(uri)
             .header("x-tenant-id", "acme")
@@ -368,4 +374,21 @@ async fn event_streams_are_capped_per_caller() {
     drop(open.pop());
     let again = f.app.clone().oneshot(stream()).await.unwrap();
     assert_eq!(again.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_form_larger_than_its_limit_is_refused_unread() {
+    let f = fixture(false, |_| {}).await;
+    let post = |name: String| {
+        Request::post("/signin")
+            .header(header::HOST, "localhost")
+            .header(header::ORIGIN, "http://localhost")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("name={name}&password=x")))
+            .unwrap()
+    };
+    let r = send(&f.app, post("a".repeat(server::SIGN_IN_MAX_BYTES))).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+    let r = send(&f.app, post("alice".into())).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
 }

@@ -857,7 +857,11 @@ mod suite {
         let mut names: Vec<_> = AccessKind::ALL.iter().map(|k| k.collection()).collect();
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), AccessKind::ALL.len(), "one collection per kind");
+        assert_eq!(
+            names.len(),
+            AccessKind::ALL.len(),
+            "one collection per kind"
+        );
     }
 }
 macro_rules! conformance {

@@ -108,7 +108,7 @@ enum Refusal {
 impl Refusal {
     fn message(self) -> String {
         match self {
-            Refusal::UnknownKid(kid) => format!("signed with an unknown key '{kid}'"),
+            Refusal::UnknownKid(kid) => format!("signed with an unknown key '{}'", shown(&kid)),
             Refusal::Other(why) => why,
         }
     }
@@ -228,7 +228,7 @@ impl Iap {
         check_audience(audience)?;
         let roles = parse_roles(roles)?;
         let keys = parse_jwks(jwks_json).map_err(|e| format!("--iap-jwks: {e}"))?;
-        Ok(Iap::build(audience, keys, None, roles))
+        Ok(Iap::build(audience, keys, None, roles, http_client()))
     }
 
     /// Loads the first key set from `source` (an error if it cannot be had); later refreshes
@@ -236,10 +236,11 @@ impl Iap {
     pub async fn load(audience: &str, source: JwksSource, roles: &[String]) -> Result<Iap, String> {
         check_audience(audience)?;
         let roles = parse_roles(roles)?;
-        let keys = load(&http_client(), &source)
+        let client = http_client();
+        let keys = load(&client, &source)
             .await
             .map_err(|e| format!("IAP: the first key set cannot be loaded: {e}"))?;
-        Ok(Iap::build(audience, keys, Some(source), roles))
+        Ok(Iap::build(audience, keys, Some(source), roles, client))
     }
 
     fn build(
@@ -247,6 +248,7 @@ impl Iap {
         keys: Keys,
         source: Option<JwksSource>,
         roles: Vec<(String, Role)>,
+        client: reqwest::Client,
     ) -> Iap {
         Iap {
             audience: audience.to_string(),
@@ -255,7 +257,7 @@ impl Iap {
                 keys: RwLock::new(Arc::new(keys)),
                 generation: Default::default(),
                 source,
-                client: http_client(),
+                client,
                 last_unscheduled: Mutex::new(None),
                 refreshing: tokio::sync::Mutex::new(()),
             }),
@@ -321,7 +323,9 @@ impl Iap {
             if !allowed {
                 return Err(Refusal::UnknownKid(kid).message());
             }
-            self.ring.refresh(&format!("unknown key '{kid}'")).await;
+            self.ring
+                .refresh(&format!("unknown key '{}'", shown(&kid)))
+                .await;
         }
         self.check(assertion, now, &self.ring.current())
             .map_err(Refusal::message)
@@ -401,6 +405,12 @@ impl KeyRing {
             }
         }
     }
+}
+
+/// A `kid` from a request, for messages and logs: at most 64 characters, escaped.
+fn shown(kid: &str) -> String {
+    let short: String = kid.chars().take(64).collect();
+    short.escape_debug().to_string()
 }
 
 fn http_client() -> reqwest::Client {

@@ -23,7 +23,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-/// Entries kept at most by default (each well under 200 bytes: about 20 MB at worst).
+/// Entries kept at most by default (a few hundred bytes each at most: some tens of MB).
 pub const DEFAULT_CAPACITY: usize = 100_000;
 
 pub struct Limiter {

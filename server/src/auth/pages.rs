@@ -192,7 +192,7 @@ pub async fn signin(
     };
     let Some(name) = name else {
         reservation.failed();
-        tracing::info!(account = "unknown account", %addr, "sign-in refused: not an account name");
+        tracing::info!(account = %"unknown account", %addr, "sign-in refused: not an account name");
         return back(WRONG);
     };
     let account = match records::account(&*auth.store, &name).await {
@@ -226,12 +226,20 @@ pub async fn signin(
         match taken {
             Ok(Some(s)) => {
                 let next = (s + 1) % limit;
-                let slots = limiter::StoreSlots { window, next, full: false };
+                let slots = limiter::StoreSlots {
+                    window,
+                    next,
+                    full: false,
+                };
                 auth.limiter.note_store_slots(&name, slots);
                 slot = Some(s);
             }
             Ok(None) => {
-                let slots = limiter::StoreSlots { window, next: 0, full: true };
+                let slots = limiter::StoreSlots {
+                    window,
+                    next: 0,
+                    full: true,
+                };
                 auth.limiter.note_store_slots(&name, slots);
                 // Not checked, so not counted here again: the store's count refused it.
                 auth.limiter.release(reservation);
@@ -255,7 +263,8 @@ pub async fn signin(
         let (auth, name) = (auth.clone(), name.clone());
         async move {
             if let Some(s) = slot {
-                if let Err(e) = records::release_failure_slot(&*auth.store, &name, window, s).await {
+                if let Err(e) = records::release_failure_slot(&*auth.store, &name, window, s).await
+                {
                     tracing::warn!(error = %e, "sign-in: cannot give the failure slot back");
                 }
             }
@@ -441,7 +450,9 @@ pub async fn setup(
     // An account may have been created meanwhile (`apx-canary user add`): then no admin here.
     let created = match records::has_accounts(store).await {
         Ok(true) => Ok(false),
-        Ok(false) => records::create_account(store, &account).await.map(|()| true),
+        Ok(false) => records::create_account(store, &account)
+            .await
+            .map(|()| true),
         Err(e) => Err(e),
     };
     match created {

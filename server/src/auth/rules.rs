@@ -188,7 +188,10 @@ pub struct Target<'a> {
 
 impl Target<'_> {
     fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+        self.params
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
     }
 }
 
@@ -197,7 +200,11 @@ pub fn rule(t: &Target) -> Option<Rule> {
     let Some(route) = t.route else {
         // The fallback: built files for anybody; anything else renders the app (its not-found
         // page), which only signed-in readers see.
-        let need = if t.static_file { Need::Nobody } else { Need::Read };
+        let need = if t.static_file {
+            Need::Nobody
+        } else {
+            Need::Read
+        };
         return matches!(*t.method, Method::GET | Method::HEAD).then_some(Rule {
             need,
             changes_state: false,
@@ -226,8 +233,12 @@ pub fn rule(t: &Target) -> Option<Rule> {
         // An unknown action is refused by its handler; until then it needs what operating does.
         Access::Action => {
             let policy = policy()?;
-            PolicyAction::from_segment(t.param("action")?)
-                .map_or(Need::Operate { policy: policy.clone() }, |a| a.need(&policy))
+            PolicyAction::from_segment(t.param("action")?).map_or(
+                Need::Operate {
+                    policy: policy.clone(),
+                },
+                |a| a.need(&policy),
+            )
         }
     };
     Some(Rule {
@@ -264,11 +275,19 @@ mod tests {
         );
         let action = "/policies/{name}/actions/{action}";
         assert_eq!(
-            need(Method::POST, action, &[("name", "pay"), ("action", "delete")]),
+            need(
+                Method::POST,
+                action,
+                &[("name", "pay"), ("action", "delete")]
+            ),
             Some(Need::Admin)
         );
         assert_eq!(
-            need(Method::POST, action, &[("name", "pay"), ("action", "promote")]),
+            need(
+                Method::POST,
+                action,
+                &[("name", "pay"), ("action", "promote")]
+            ),
             Some(Need::Operate {
                 policy: "pay".into()
             })
@@ -292,7 +311,10 @@ mod tests {
             None
         );
         // A per-policy route whose parameter is missing has no rule.
-        assert_eq!(need(Method::PUT, "/api/v1/policies/{name}/share", &[]), None);
+        assert_eq!(
+            need(Method::PUT, "/api/v1/policies/{name}/share", &[]),
+            None
+        );
     }
 
     #[test]
