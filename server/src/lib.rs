@@ -247,8 +247,6 @@ pub fn router(leptos: LeptosOptions, app: AppState, auth: Arc<auth::Auth>, demo:
         >(context, app::shell))
         // After the fallback, so that it covers the fallback too (a `route_layer` would not).
         .layer(axum::middleware::from_fn_with_state(guard, auth::guard))
-        // Outside the guard: what it and the handlers read is the path's one spelling.
-        .layer(axum::middleware::from_fn(paths::canonical_paths))
         .with_state(state)
         .layer(axum::middleware::from_fn(headers::secure))
         .layer(axum::middleware::from_fn(headers::cache_static))

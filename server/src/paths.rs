@@ -1,13 +1,11 @@
-//! One spelling per path. Before anything routes or renders, a request whose path is not in its
+//! One spelling per path. Before anything else runs (the guard checks it first), a request whose path is not in its
 //! canonical form — an empty segment (`//`, a trailing `/`), a dot segment (`.`, `..`), a
 //! percent-encoded letter, digit or `-._~`, lower-case hex in an escape — is redirected there
 //! (GET and HEAD) or refused (every other method). So the guard, the router and every handler
 //! read the same path, and no alternative spelling of a route reaches a different code path
 //! (axum's router and Leptos's would otherwise disagree on `/policies/x/`).
 
-use axum::extract::Request;
 use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 /// Why a path has no canonical form.
@@ -19,8 +17,18 @@ pub enum NotCanonical {
     Malformed(&'static str),
 }
 
-/// `Ok(())` when `path` is canonical, else its canonical form or why there is none.
+/// `Ok(())` when `path` is canonical, else its canonical form or why there is none. Without
+/// allocating for the common case (no escape in the path).
 pub fn check(path: &str) -> Result<(), NotCanonical> {
+    let plain = path.starts_with('/')
+        && !path.contains('%')
+        && (path == "/"
+            || path[1..]
+                .split('/')
+                .all(|s| !s.is_empty() && s != "." && s != ".."));
+    if plain {
+        return Ok(());
+    }
     let canonical = canonical(path)?;
     if canonical == path {
         Ok(())
@@ -78,15 +86,10 @@ fn normalise_escapes(segment: &str) -> Result<String, NotCanonical> {
     Ok(out)
 }
 
-/// The middleware: canonical paths pass; GET/HEAD of another spelling get a permanent redirect
-/// to the canonical one (query kept); other methods a 400 naming it. Refusals carry
-/// `x-apx-denied: not_canonical`.
-pub async fn canonical_paths(req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    let why = match check(path) {
-        Ok(()) => return next.run(req).await,
-        Err(why) => why,
-    };
+/// The answer to a request whose path is not canonical: GET and HEAD get a permanent redirect
+/// to the canonical path (query kept), other methods a 400 naming it. Both carry
+/// `x-apx-denied: not_canonical`. The guard sends it before anything else runs.
+pub fn refusal(method: &Method, uri: &axum::http::Uri, why: NotCanonical) -> Response {
     let denied = |status: StatusCode, message: String| {
         let mut r = (status, format!("{message}\n")).into_response();
         r.headers_mut().insert(
@@ -96,8 +99,8 @@ pub async fn canonical_paths(req: Request, next: Next) -> Response {
         r
     };
     match why {
-        NotCanonical::Use(to) if matches!(*req.method(), Method::GET | Method::HEAD) => {
-            let location = match req.uri().query() {
+        NotCanonical::Use(to) if matches!(*method, Method::GET | Method::HEAD) => {
+            let location = match uri.query() {
                 Some(q) => format!("{to}?{q}"),
                 None => to,
             };

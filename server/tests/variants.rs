@@ -19,7 +19,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use server::auth::{rules, Auth, DENIED_HEADER};
 use splitter::store::embedded::EmbeddedStore;
-use splitter::store::PolicyStore;
+use splitter::store::{PolicyStore, Store};
 use splitter::{Actor, BasisPoints, NewPolicy, Operation, Pin, PolicyName, TenantId, Version};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -95,7 +95,7 @@ impl Marks {
     }
 }
 
-async fn execute(store: &EmbeddedStore, name: &str, expected: Option<u64>, op: Operation) {
+async fn execute(store: &dyn Store, name: &str, expected: Option<u64>, op: Operation) {
     store
         .execute(&splitter::Request {
             policy: PolicyName::new(name).unwrap(),
@@ -108,7 +108,7 @@ async fn execute(store: &EmbeddedStore, name: &str, expected: Option<u64>, op: O
         .unwrap();
 }
 
-async fn plant(store: &EmbeddedStore, marks: &Marks) {
+async fn plant(store: &dyn Store, marks: &Marks) {
     for (name, (stable, canary)) in &marks.versions {
         execute(
             store,
@@ -136,7 +136,7 @@ async fn plant(store: &EmbeddedStore, marks: &Marks) {
 }
 
 /// What the store holds, compactly: any write changes a revision, a create or delete the list.
-async fn fixture_state(store: &EmbeddedStore) -> Vec<String> {
+async fn fixture_state(store: &dyn Store) -> Vec<String> {
     store
         .list()
         .await
@@ -161,7 +161,7 @@ async fn fixture_state(store: &EmbeddedStore) -> Vec<String> {
 struct World {
     app: Router,
     auth: Arc<Auth>,
-    store: Arc<EmbeddedStore>,
+    store: Arc<dyn Store>,
     marks: Marks,
     /// An admin token, to see what the routing snapshot holds after a restore.
     admin_token: String,
@@ -171,8 +171,19 @@ struct World {
 async fn world(demo: bool) -> World {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path().join("canary.redb")).unwrap());
+    world_on(store, dir, demo).await
+}
+
+/// The same world on the Firestore emulator (a project of its own).
+async fn firestore_world(demo: bool) -> World {
+    let project = format!("variants-{}-{}", std::process::id(), random_hex());
+    let store = server::testing::firestore(&project).await;
+    world_on(store, tempfile::tempdir().unwrap(), demo).await
+}
+
+async fn world_on(store: Arc<dyn Store>, dir: tempfile::TempDir, demo: bool) -> World {
     let marks = Marks::new();
-    plant(&store, &marks).await;
+    plant(&*store, &marks).await;
     let auth = Auth::new(store.clone());
     // `public/` as the site root, so a static file (`/favicon.svg`) exists.
     let (app, auth) = server::testing::site_router(
@@ -211,14 +222,14 @@ impl World {
     async fn restore(&self) {
         for c in self.store.list().await.unwrap() {
             execute(
-                &self.store,
+                &*self.store,
                 c.policy_name.as_str(),
                 Some(c.revision),
                 Operation::Delete,
             )
             .await;
         }
-        plant(&self.store, &self.marks).await;
+        plant(&*self.store, &self.marks).await;
         let admin = Who::Bearer(self.admin_token.clone());
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
@@ -1110,7 +1121,7 @@ async fn attempt(
         .unwrap_or(row.method.clone());
     let uri = with_query(path, &row.query);
     let rev = if live {
-        let states = fixture_state(&w.store).await;
+        let states = fixture_state(&*w.store).await;
         policy_in(&row.path).map_or(1, |p| w.revision(&states, p))
     } else {
         STALE
@@ -1133,7 +1144,7 @@ async fn run_caller(
     tally: &mut Tally,
     check_effects: bool,
 ) {
-    let baseline = fixture_state(&w.store).await;
+    let baseline = fixture_state(&*w.store).await;
     for row in rows {
         // The canonical request, with a body that cannot write.
         let (r, class, uri) = attempt(w, caller, row, None, false).await.unwrap();
@@ -1289,7 +1300,7 @@ async fn run_caller(
                 ));
             }
             if check_effects && refused {
-                let now = fixture_state(&w.store).await;
+                let now = fixture_state(&*w.store).await;
                 if now != baseline {
                     let changed: Vec<String> = now
                         .iter()
@@ -1326,8 +1337,17 @@ async fn run_caller(
 /// with stale bodies only (its rows say what the product does, they assert no escalation).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_spelling_of_every_route_as_every_caller() {
+    the_matrix(world(true).await).await;
+}
+
+/// The same matrix with the policies, sessions and tokens in Firestore (the emulator).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_spelling_of_every_route_as_every_caller_on_firestore() {
+    the_matrix(firestore_world(true).await).await;
+}
+
+async fn the_matrix(w: World) {
     let started = Instant::now();
-    let w = world(true).await;
     let rows = rows();
     for (m, route, _, _) in rules::RULES {
         assert!(
@@ -1337,7 +1357,7 @@ async fn every_spelling_of_every_route_as_every_caller() {
             "{m} {route}: no concrete request"
         );
     }
-    let baseline = fixture_state(&w.store).await;
+    let baseline = fixture_state(&*w.store).await;
     let mut tally = Tally::default();
     for label in ["nobody", "viewer", "operator", "service", "foreign"] {
         let caller = Caller::make(&w.auth, label).await;
@@ -1345,7 +1365,7 @@ async fn every_spelling_of_every_route_as_every_caller() {
         run_caller(&w, &caller, &rows, &mut tally, true).await;
         eprintln!("{label}: {:?}", t.elapsed());
     }
-    let after = fixture_state(&w.store).await;
+    let after = fixture_state(&*w.store).await;
     if after != baseline {
         tally.failures.push(Failure {
             check: "side-effect",
@@ -1661,7 +1681,7 @@ async fn encoded_policy_name_does_not_match_another_pattern() {
                 format!("/api/v1/policies/{name}/rollback"),
             ),
         ] {
-            let before = fixture_state(&w.store).await;
+            let before = fixture_state(&*w.store).await;
             let rev = revision_of(&w, decoded).await.unwrap();
             let body = if method == Method::PUT {
                 r#"{"share":"7","reason":"r"}"#.to_string()
@@ -1673,7 +1693,7 @@ async fn encoded_policy_name_does_not_match_another_pattern() {
             let r = send(&w.app, who, &method, &path, &body, Some(rev))
                 .await
                 .unwrap();
-            let after = fixture_state(&w.store).await;
+            let after = fixture_state(&*w.store).await;
             let touched: Vec<&String> = after.iter().filter(|s| !before.contains(s)).collect();
             let only_decoded = touched
                 .iter()
@@ -1708,7 +1728,7 @@ async fn encoded_policy_name_does_not_match_another_pattern() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_harness_sees_a_write_and_undoes_it() {
     let w = world(false).await;
-    let baseline = fixture_state(&w.store).await;
+    let baseline = fixture_state(&*w.store).await;
     let ada = Caller::make(&w.auth, "admin").await;
     let row = Row {
         method: Method::POST,
@@ -1719,12 +1739,12 @@ async fn the_harness_sees_a_write_and_undoes_it() {
     let (r, class, _) = attempt(&w, &ada, &row, None, true).await.unwrap();
     assert_eq!((r.status, class), (StatusCode::SEE_OTHER, Class::Allowed));
     assert_ne!(
-        fixture_state(&w.store).await,
+        fixture_state(&*w.store).await,
         baseline,
         "the delete is seen"
     );
     w.restore().await;
-    assert_eq!(fixture_state(&w.store).await, baseline, "and undone");
+    assert_eq!(fixture_state(&*w.store).await, baseline, "and undone");
     let back = send(
         &w.app,
         &Who::Bearer(w.admin_token.clone()),
@@ -1765,9 +1785,9 @@ async fn writing_bodies_would_write_for_a_caller_allowed_to() {
         if row.method == Method::GET || row.route.starts_with("/demo") || row.route == "/signout" {
             continue;
         }
-        let before = fixture_state(&w.store).await;
+        let before = fixture_state(&*w.store).await;
         let (r, _, uri) = attempt(&w, &ada, &row, None, true).await.unwrap();
-        let changed = fixture_state(&w.store).await != before;
+        let changed = fixture_state(&*w.store).await != before;
         let line = format!(
             "{} {uri} → {} {}",
             row.method,
@@ -1818,7 +1838,7 @@ async fn admin_write(
     headers: &[(&str, String)],
     mode: Mode,
 ) -> (StatusCode, Option<String>, bool) {
-    let before = fixture_state(&w.store).await;
+    let before = fixture_state(&*w.store).await;
     let rev = revision_of(w, "payments-api").await.unwrap();
     let (uri, method, body, content) = match mode {
         Mode::Form => (
@@ -1862,7 +1882,7 @@ async fn admin_write(
         .get(DENIED_HEADER)
         .map(|v| v.to_str().unwrap_or("?").to_string());
     let status = res.status();
-    let changed = fixture_state(&w.store).await != before;
+    let changed = fixture_state(&*w.store).await != before;
     if changed {
         w.restore().await;
     }
@@ -2088,7 +2108,7 @@ async fn identity_headers_from_the_caller_are_not_trusted() {
         ),
         (Method::POST, "/api/v1/policies/search-api/rollback", ""),
     ] {
-        let before = fixture_state(&w.store).await;
+        let before = fixture_state(&*w.store).await;
         let mut req = Request::builder()
             .method(method.clone())
             .uri(uri)
@@ -2111,7 +2131,7 @@ async fn identity_headers_from_the_caller_are_not_trusted() {
         let text = r.into_body().collect().await.unwrap().to_bytes();
         let text = String::from_utf8_lossy(&text);
         let leaked = w.marks.all().iter().any(|m| text.contains(m));
-        let changed = fixture_state(&w.store).await != before;
+        let changed = fixture_state(&*w.store).await != before;
         if !denied || leaked || changed {
             problems.push(format!(
                 "{method} {uri}: {status} denied={denied} leaked={leaked} wrote={changed}"
@@ -2166,7 +2186,7 @@ async fn the_matrix_catches_a_planted_bypass() {
         .collect();
     let nobody = Caller::make(&w.auth, "nobody").await;
     let mut tally = Tally::default();
-    let baseline = fixture_state(&w.store).await;
+    let baseline = fixture_state(&*w.store).await;
     run_caller(&w, &nobody, &rows, &mut tally, true).await;
     let found = |check: &str| {
         tally
@@ -2190,7 +2210,7 @@ async fn the_matrix_catches_a_planted_bypass() {
         tally.report()
     );
     assert_eq!(
-        fixture_state(&w.store).await,
+        fixture_state(&*w.store).await,
         baseline,
         "the write was undone"
     );

@@ -375,9 +375,13 @@ impl GuardState {
 }
 
 /// The guard: every request passes here, routed or not (installed with `Router::layer` after
-/// the fallback). The rule is looked up with axum's matched route and its percent-decoded path
+/// the fallback). A path that is not canonical is redirected or refused first ([`crate::paths`]). The rule is looked up with axum's matched route and its percent-decoded path
 /// parameters — the values the handler's `Path` extractor reads — never by re-parsing the path.
 pub async fn guard(State(g): State<GuardState>, req: Request, next: Next) -> Response {
+    // One spelling per path: what the rule and the handler read is the canonical path.
+    if let Err(why) = crate::paths::check(req.uri().path()) {
+        return crate::paths::refusal(req.method(), req.uri(), why);
+    }
     let (mut parts, body) = req.into_parts();
     let api = wants_json(parts.uri.path());
     let host = parts
@@ -406,14 +410,14 @@ pub async fn guard(State(g): State<GuardState>, req: Request, next: Next) -> Res
             )
         }
     };
-    let params: Vec<(&str, &str)> = raw.iter().flat_map(|p| p.iter()).collect();
-    let target = rules::Target {
+    // The target borrows the parameters; the rule it gives owns what it needs.
+    let rule = rules::rule(&rules::Target {
         method: &parts.method,
         route: route.as_ref().map(MatchedPath::as_str),
-        params: &params,
+        params: raw.as_ref().map_or(&() as &dyn rules::Params, |p| p),
         static_file: route.is_none() && g.is_file(parts.uri.path()),
-    };
-    let Some(rule) = rules::rule(&target) else {
+    });
+    let Some(rule) = rule else {
         return refuse(
             api,
             StatusCode::FORBIDDEN,
@@ -421,7 +425,6 @@ pub async fn guard(State(g): State<GuardState>, req: Request, next: Next) -> Res
             "no access rule covers this route",
         );
     };
-    drop(params);
     let req = Request::from_parts(parts, body);
     let auth = &g.auth;
     let caller = match auth.identify(req.headers(), rule.changes_state).await {

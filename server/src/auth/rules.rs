@@ -20,7 +20,7 @@ pub enum Access {
     Report,
     /// Operators whose grant covers the policy named in the path.
     Operate,
-    /// What the form's action needs ([`PolicyAction::need`]).
+    /// What the form's action needs ([`PolicyAction::need`]); an unknown action has no rule.
     Action,
     Admin,
 }
@@ -182,16 +182,38 @@ fn table_route(route: &str) -> &str {
 pub struct Target<'a> {
     pub method: &'a Method,
     pub route: Option<&'a str>,
-    pub params: &'a [(&'a str, &'a str)],
+    pub params: &'a dyn Params,
     pub static_file: bool,
+}
+
+/// A route's path parameters by name.
+pub trait Params: Sync {
+    fn param(&self, name: &str) -> Option<&str>;
+}
+
+/// axum's decoded captures: what the handler's `Path` reads.
+impl Params for axum::extract::RawPathParams {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+}
+
+/// No parameters (the fallback).
+impl Params for () {
+    fn param(&self, _: &str) -> Option<&str> {
+        None
+    }
+}
+
+impl Params for Vec<(&str, &str)> {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+    }
 }
 
 impl Target<'_> {
     fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| *v)
+        self.params.param(name)
     }
 }
 
@@ -230,16 +252,8 @@ pub fn rule(t: &Target) -> Option<Rule> {
         Access::Decide => Need::Decide { policy: policy()? },
         Access::Report => Need::Report { policy: policy()? },
         Access::Operate => Need::Operate { policy: policy()? },
-        // An unknown action is refused by its handler; until then it needs what operating does.
-        Access::Action => {
-            let policy = policy()?;
-            PolicyAction::from_segment(t.param("action")?).map_or(
-                Need::Operate {
-                    policy: policy.clone(),
-                },
-                |a| a.need(&policy),
-            )
-        }
+        // Deny by default: an action the forms do not know has no rule.
+        Access::Action => PolicyAction::from_segment(t.param("action")?)?.need(&policy()?),
     };
     Some(Rule {
         need,
@@ -255,7 +269,7 @@ mod tests {
         let t = Target {
             method: &m,
             route: Some(route),
-            params,
+            params: &params.to_vec(),
             static_file: false,
         };
         rule(&t).map(|r| r.need)
@@ -310,7 +324,15 @@ mod tests {
             need(Method::PATCH, "/api/v1/policies/{name}", &[("name", "x")]),
             None
         );
-        // A per-policy route whose parameter is missing has no rule.
+        // An unknown action, and a per-policy route whose parameter is missing, have no rule.
+        assert_eq!(
+            need(
+                Method::POST,
+                action,
+                &[("name", "pay"), ("action", "DELETE")]
+            ),
+            None
+        );
         assert_eq!(
             need(Method::PUT, "/api/v1/policies/{name}/share", &[]),
             None
@@ -323,7 +345,7 @@ mod tests {
             rule(&Target {
                 method,
                 route: None,
-                params: &[],
+                params: &(),
                 static_file,
             })
             .map(|r| r.need)
