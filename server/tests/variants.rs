@@ -19,7 +19,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use server::auth::{rules, Auth, DENIED_HEADER};
 use splitter::store::embedded::EmbeddedStore;
-use splitter::store::{PolicyStore, Store};
+use splitter::store::Store;
 use splitter::{Actor, BasisPoints, NewPolicy, Operation, Pin, PolicyName, TenantId, Version};
 use std::collections::BTreeMap;
 use std::sync::Arc;
