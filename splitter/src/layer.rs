@@ -197,6 +197,14 @@ where
     }
 }
 
+/// The status recorded for a request the inner service failed (`Err`: a transport error, a
+/// refused connection): a failure, like a 5xx, so a canary failing that way does not look
+/// better than one that answers 500.
+pub const FAILED_STATUS: u16 = 502;
+/// The status recorded for a request dropped before it finished (a timeout outside the layer,
+/// a client gone): counted as a failure too, on either version alike.
+pub const CANCELLED_STATUS: u16 = 504;
+
 pin_project! {
     pub struct CanaryFuture<F> {
         #[pin]
@@ -205,6 +213,25 @@ pin_project! {
         routed: Option<(RoutedPolicy, Decision)>,
         recorder: Option<Arc<dyn Recorder>>,
         started: Instant,
+    }
+
+    impl<F> PinnedDrop for CanaryFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // Still routed here: the request never finished.
+            let this = this.project();
+            record(this.routed.take(), this.recorder, CANCELLED_STATUS, this.started);
+        }
+    }
+}
+
+fn record(
+    routed: Option<(RoutedPolicy, Decision)>,
+    recorder: &Option<Arc<dyn Recorder>>,
+    status: u16,
+    started: &Instant,
+) {
+    if let (Some((policy, decision)), Some(recorder)) = (routed, recorder) {
+        recorder.record(policy.name(), &decision, status, started.elapsed());
     }
 }
 
@@ -219,19 +246,26 @@ where
         let _entered = this.span.enter();
         let mut response = match this.inner.poll(cx) {
             Poll::Pending => return Poll::Pending,
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Err(e)) => {
+                record(
+                    this.routed.take(),
+                    this.recorder,
+                    FAILED_STATUS,
+                    this.started,
+                );
+                return Poll::Ready(Err(e));
+            }
             Poll::Ready(Ok(r)) => r,
         };
         if let Some((policy, decision)) = this.routed.take() {
             mark_response(response.headers_mut(), &decision);
-            if let Some(recorder) = this.recorder {
-                recorder.record(
-                    policy.name(),
-                    &decision,
-                    response.status().as_u16(),
-                    this.started.elapsed(),
-                );
-            }
+            let status = response.status().as_u16();
+            record(
+                Some((policy, decision)),
+                this.recorder,
+                status,
+                this.started,
+            );
         }
         Poll::Ready(Ok(response))
     }

@@ -7,6 +7,7 @@ use splitter::layer::{CanaryLayer, PolicySource, Recorder};
 use splitter::snapshot::Splitter;
 use splitter::Decision;
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tower::{Layer, ServiceExt};
@@ -213,5 +214,49 @@ fn routed_requests_run_in_a_span_with_status_and_version() {
             "span=canary canary.policy=payment-api canary.status=stable canary.version=v1",
         ],
         "one span per routed request; none for an explicit version"
+    );
+}
+
+/// A service whose request fails (`Err`), or never finishes.
+async fn failing(_: Request<()>) -> Result<Response<String>, &'static str> {
+    Err("connection refused")
+}
+
+#[tokio::test]
+async fn failed_and_cancelled_requests_are_recorded_as_failures() {
+    let rec = Arc::new(Collect::default());
+    let layer = CanaryLayer::new(
+        Some(splitter_at(2000)),
+        PolicySource::Fixed("payment-api".into()),
+    )
+    .recorder(rec.clone());
+    let err = layer
+        .layer(tower::service_fn(failing))
+        .oneshot(req(Some("tenant-124")))
+        .await;
+    assert!(err.is_err());
+    // A request dropped before it finishes (a timeout around the layer, a client gone).
+    let never = tower::service_fn(|_: Request<()>| {
+        std::future::pending::<Result<Response<String>, Infallible>>()
+    });
+    let mut svc = layer.layer(never);
+    let mut fut = Box::pin(tower::Service::call(&mut svc, req(Some("tenant-123"))));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(fut.as_mut().poll(&mut cx).is_pending(), "it never finishes");
+    drop(fut);
+    assert_eq!(
+        *rec.0.lock().unwrap(),
+        [
+            (
+                "payment-api".into(),
+                "v2".into(),
+                splitter::layer::FAILED_STATUS
+            ),
+            (
+                "payment-api".into(),
+                "v1".into(),
+                splitter::layer::CANCELLED_STATUS
+            ),
+        ]
     );
 }

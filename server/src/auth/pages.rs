@@ -342,11 +342,7 @@ pub struct SetupQuery {
 async fn setup_ok(auth: &Auth, token: &str) -> Result<(), Response> {
     match records::setup_link_live(&*auth.store, token, now()).await {
         Ok(true) => Ok(()),
-        Ok(false) => Err((
-            StatusCode::FORBIDDEN,
-            page("Setup", &flash(None, Some(SETUP_GONE))),
-        )
-            .into_response()),
+        Ok(false) => Err(setup_gone()),
         Err(e) => {
             tracing::warn!(error = %e, "setup: cannot read the setup link");
             Err((
@@ -361,6 +357,15 @@ async fn setup_ok(auth: &Auth, token: &str) -> Result<(), Response> {
 const SETUP_GONE: &str = "This setup link is not valid: it was used, it expired, an account exists already, or it was mistyped. Restart the server while no account exists to get a new one, or run `apx-canary user add --admin NAME`.";
 const SETUP_DOWN: &str =
     "The store is unavailable: nothing was created. Try the setup link again shortly.";
+
+/// The answer to a setup link that is used, expired, mistyped, or no longer needed.
+fn setup_gone() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        page("Setup", &flash(None, Some(SETUP_GONE))),
+    )
+        .into_response()
+}
 
 pub async fn setup_page(State(auth): State<Arc<Auth>>, Query(q): Query<SetupQuery>) -> Response {
     if let Err(refused) = setup_ok(&auth, &q.token).await {
@@ -426,13 +431,7 @@ pub async fn setup(
     };
     match records::claim_setup(&*auth.store, now()).await {
         Ok(true) => {}
-        Ok(false) => {
-            return (
-                StatusCode::FORBIDDEN,
-                page("Setup", &flash(None, Some(SETUP_GONE))),
-            )
-                .into_response()
-        }
+        Ok(false) => return setup_gone(),
         Err(e) => {
             tracing::warn!(error = %e, "setup: cannot claim the setup");
             return back(SETUP_DOWN);
@@ -457,13 +456,7 @@ pub async fn setup(
     };
     match created {
         Ok(true) => {}
-        Ok(false) => {
-            return (
-                StatusCode::FORBIDDEN,
-                page("Setup", &flash(None, Some(SETUP_GONE))),
-            )
-                .into_response()
-        }
+        Ok(false) => return setup_gone(),
         Err(e) => {
             // Nothing was created: the link may be tried again.
             if let Err(e) = records::unclaim_setup(store).await {
