@@ -54,7 +54,10 @@ fn main() {
         Rates::Beta { kappa: 50.0 },
         Rates::Beta { kappa: 10.0 },
     ];
-    let mut healthy: Vec<WorldSpec> = Vec::new();
+    // The judge's own world first: every tenant alike, in errors and in latency.
+    let mut healthy: Vec<WorldSpec> = [1_000.0, 100.0]
+        .map(|v| WorldSpec::new(v, Rates::Equal, Canary::Healthy).with_tenant_latency_sd(0.0))
+        .to_vec();
     for volume in [1_000.0, 100.0] {
         for rates in rate_worlds {
             healthy.push(WorldSpec::new(volume, rates, Canary::Healthy));
@@ -76,19 +79,21 @@ fn main() {
 
     println!("### Healthy canaries (exactly as good as stable, tenant by tenant)\n");
     println!(
-        "| world | canary req/min @5% | rollouts | rolled back | rate | 95% CP upper | promoted | paused | looks taken / assumed | s |"
+        "| world | canary req/min @5% | rollouts | rolled back | rate | 95% CP upper | by 5xx / latency | promoted | paused | looks taken / assumed | s |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (i, spec) in healthy.iter().enumerate() {
         let cell = run_cell(spec, rollouts, 0x4845_414c_0000 + i as u64, threads);
         println!(
-            "| {} | {:.0} | {} | {} | {:.1}% | {:.1}% | {} | {} | {:.0} / {} | {:.1} |",
+            "| {} | {:.0} | {} | {} | {:.1}% | {:.1}% | {} / {} | {} | {} | {:.0} / {} | {:.1} |",
             spec.world_label(),
             spec.canary_per_minute(),
             cell.rollouts,
             cell.rolled_back,
             cell.rollback_rate() * 100.0,
             cell.rollback_upper() * 100.0,
+            cell.by_errors,
+            cell.by_latency,
             cell.promoted,
             cell.paused + cell.timed_out,
             cell.looks_taken as f64 / cell.rollouts as f64,
@@ -106,9 +111,9 @@ fn main() {
     ];
     println!("\n### Bad canaries (bad from the plan's start; caught = rolled back)\n");
     println!(
-        "| canary | world | canary req/min @5% | rollouts | caught | caught % | catch p50 min | catch p95 min | promoted | s |"
+        "| canary | world | canary req/min @5% | rollouts | caught | caught % | by 5xx / latency | catch p50 min | catch p95 min | promoted | s |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut i = 0u64;
     for canary in bad_kinds {
         for rates in [Rates::Equal, Rates::Beta { kappa: 50.0 }] {
@@ -136,13 +141,15 @@ fn print_bad(spec: &WorldSpec, cell: &CellResult) {
             .map_or("—".to_string(), |m| format!("{m:.1}"))
     };
     println!(
-        "| {} | {} | {:.0} | {} | {} | {:.1}% | {} | {} | {} | {:.1} |",
+        "| {} | {} | {:.0} | {} | {} | {:.1}% | {} / {} | {} | {} | {} | {:.1} |",
         spec.canary.label(),
         spec.world_label(),
         spec.canary_per_minute(),
         cell.rollouts,
         cell.rolled_back,
         cell.rollback_rate() * 100.0,
+        cell.by_errors,
+        cell.by_latency,
         minutes(0.5),
         minutes(0.95),
         cell.promoted,

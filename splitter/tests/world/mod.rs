@@ -966,6 +966,8 @@ pub struct Rollout {
     pub looks_assumed: u32,
     /// Every look, with [`WorldSpec::trace`].
     pub looks: Vec<Look>,
+    /// The verdict's reason for the move that ended the rollout.
+    pub reason: Option<String>,
     /// Requests recorded per version over the rollout (stable, canary).
     pub recorded: [VersionTraffic; 2],
     /// The configuration at the end.
@@ -1009,6 +1011,7 @@ struct Sim<'a> {
     looks: Vec<Look>,
     looks_taken: u64,
     recorded: [VersionTraffic; 2],
+    reason: Option<String>,
 }
 
 const POLICY: &str = "world";
@@ -1057,7 +1060,7 @@ pub fn run_rollout(prep: &Prepared, seed: u64) -> Rollout {
         .after
         .expect("created");
     let diurnal_phase = rng.uniform() * std::f64::consts::TAU;
-    let total_minutes = (spec.limit_ms() / 60_000 + 2) as i64;
+    let total_minutes = spec.limit_ms() / 60_000 + 2;
     let mut bursts = BTreeMap::new();
     if let Some(b) = spec.events.bursts {
         for m in 0..total_minutes {
@@ -1103,6 +1106,7 @@ pub fn run_rollout(prep: &Prepared, seed: u64) -> Rollout {
         looks: Vec::new(),
         looks_taken: 0,
         recorded: Default::default(),
+        reason: None,
     };
     let end = sim.run();
     Rollout {
@@ -1110,6 +1114,7 @@ pub fn run_rollout(prep: &Prepared, seed: u64) -> Rollout {
         looks_taken: sim.looks_taken,
         looks_assumed: sim.config.plan.as_ref().map_or(0, |p| p.looks()),
         looks: sim.looks,
+        reason: sim.reason,
         recorded: sim.recorded,
         config: sim.config,
     }
@@ -1443,6 +1448,8 @@ impl Sim<'_> {
             }
         }
         let decided = decided?;
+        let (Move::Advance(why) | Move::RollBack(why) | Move::Pause(why)) = &decided;
+        self.reason = Some(why.clone());
         let (operation, reason) = match &decided {
             Move::Advance(why) => (
                 Operation::AdvancePlan { why: short(why) },
@@ -1485,6 +1492,26 @@ impl Sim<'_> {
 // A cell: many rollouts of one world, summed up.
 // ---------------------------------------------------------------------------------------------
 
+/// Which of the judge's tests rolled a canary back, from the verdict's own words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    Errors,
+    Latency,
+    Other,
+}
+
+impl Cause {
+    pub fn of(reason: &str) -> Cause {
+        if reason.starts_with("error rate") {
+            Cause::Errors
+        } else if reason.starts_with("latency") {
+            Cause::Latency
+        } else {
+            Cause::Other
+        }
+    }
+}
+
 /// A cell's rollouts, summed up.
 #[derive(Debug, Clone)]
 pub struct CellResult {
@@ -1495,6 +1522,9 @@ pub struct CellResult {
     pub timed_out: usize,
     /// Seconds from the plan's start to each rollback, sorted.
     pub rollback_secs: Vec<u64>,
+    /// Rollbacks by the error-rate test, by the latency test.
+    pub by_errors: usize,
+    pub by_latency: usize,
     pub looks_taken: u64,
     pub looks_assumed: u32,
     pub elapsed: Duration,
@@ -1522,7 +1552,8 @@ pub fn run_cell(spec: &WorldSpec, rollouts: usize, seed: u64, threads: usize) ->
     let started = Instant::now();
     let prep = Prepared::new(spec);
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, End, u64, u32)>> = Mutex::new(Vec::with_capacity(rollouts));
+    type Row = (usize, End, u64, u32, Option<String>);
+    let results: Mutex<Vec<Row>> = Mutex::new(Vec::with_capacity(rollouts));
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
             scope.spawn(|| loop {
@@ -1534,7 +1565,7 @@ pub fn run_cell(spec: &WorldSpec, rollouts: usize, seed: u64, threads: usize) ->
                 results
                     .lock()
                     .unwrap()
-                    .push((i, r.end, r.looks_taken, r.looks_assumed));
+                    .push((i, r.end, r.looks_taken, r.looks_assumed, r.reason));
             });
         }
     });
@@ -1547,17 +1578,24 @@ pub fn run_cell(spec: &WorldSpec, rollouts: usize, seed: u64, threads: usize) ->
         paused: 0,
         timed_out: 0,
         rollback_secs: Vec::new(),
+        by_errors: 0,
+        by_latency: 0,
         looks_taken: 0,
         looks_assumed: 0,
         elapsed: Duration::ZERO,
     };
-    for (_, end, looks, assumed) in results {
+    for (_, end, looks, assumed, reason) in results {
         cell.looks_taken += looks;
         cell.looks_assumed = assumed;
         match end {
             End::RolledBack { after_secs } => {
                 cell.rolled_back += 1;
                 cell.rollback_secs.push(after_secs);
+                match Cause::of(reason.as_deref().unwrap_or("")) {
+                    Cause::Errors => cell.by_errors += 1,
+                    Cause::Latency => cell.by_latency += 1,
+                    Cause::Other => {}
+                }
             }
             End::Promoted { .. } => cell.promoted += 1,
             End::Paused { .. } => cell.paused += 1,
@@ -1646,6 +1684,7 @@ pub fn hold(prep: &Prepared, seed: u64, share: BasisPoints, minutes: i64) -> Hel
         looks: Vec::new(),
         looks_taken: 0,
         recorded: Default::default(),
+        reason: None,
     };
     let slice_ms = spec.flush_every_ms;
     let mut s = 0;
