@@ -365,18 +365,18 @@ pub struct GuardState {
 }
 
 impl GuardState {
-    /// Whether `path` (canonical: [`crate::paths`] ran first) names a file under the site root.
+    /// Whether `path` names a file under the site root. It is canonical ([`crate::paths`] ran
+    /// first): no `..` segment can leave the root.
     fn is_file(&self, path: &str) -> bool {
         let relative = path.trim_start_matches('/');
-        !relative.is_empty()
-            && !relative.split('/').any(|s| s == "..")
-            && self.site_root.join(relative).is_file()
+        !relative.is_empty() && self.site_root.join(relative).is_file()
     }
 }
 
 /// The guard: every request passes here, routed or not (installed with `Router::layer` after
-/// the fallback). A path that is not canonical is redirected or refused first ([`crate::paths`]). The rule is looked up with axum's matched route and its percent-decoded path
-/// parameters — the values the handler's `Path` extractor reads — never by re-parsing the path.
+/// the fallback). A path that is not canonical is redirected or refused first
+/// ([`crate::paths`]). The rule is looked up with axum's matched route and its percent-decoded
+/// path parameters — the values the handler's `Path` extractor reads — never by re-parsing it.
 pub async fn guard(State(g): State<GuardState>, req: Request, next: Next) -> Response {
     // One spelling per path: what the rule and the handler read is the canonical path.
     if let Err(why) = crate::paths::check(req.uri().path()) {
