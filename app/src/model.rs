@@ -10,7 +10,30 @@ pub struct PolicyPage {
     pub events: Vec<AuditEvent>,
     /// The running (or paused) plan's verdict on its current step, as of this read.
     #[serde(default)]
-    pub verdict: Option<splitter::analysis::Verdict>,
+    pub verdict: Option<VerdictView>,
+}
+
+/// A verdict as the page shows it: its outcome and words, and its numbers already formatted
+/// on the server as plain tables (the browser only lays them out, so the analysis's types and
+/// number formatting stay out of the page's wasm).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct VerdictView {
+    /// `pass`, `fail`, `inconclusive`, `no_data` or `untrusted`.
+    pub outcome: String,
+    /// "passing", "failing: the plan rolls back", …
+    pub label: String,
+    pub reason: String,
+    pub tables: Vec<TextTable>,
+}
+
+/// A table of text: a caption, column headings, and rows whose first cell heads the row.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TextTable {
+    pub caption: String,
+    /// The `data-test` of the table.
+    pub test: String,
+    pub head: Vec<String>,
+    pub rows: Vec<Vec<String>>,
 }
 
 /// The answer of a live refresh of the policy page, with the name of the policy it was asked

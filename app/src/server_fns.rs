@@ -30,7 +30,8 @@ pub async fn get_policy(name: String) -> Result<Option<PolicyPage>, ServerFnErro
         .await
         .map_err(|e| ServerFnError::new(e.to_string()))?;
     let events = events.iter().take(50).cloned().collect();
-    let verdict = crate::ssr::plans::verdict(&state, &config, jiff::Timestamp::now());
+    let verdict = crate::ssr::plans::verdict(&state, &config, jiff::Timestamp::now())
+        .map(|v| crate::ssr::plans::view_of(&v));
     Ok(Some(PolicyPage {
         config,
         events,
@@ -110,9 +111,10 @@ pub async fn policy_traffic(
 #[server]
 pub async fn plan_verdict(
     name: String,
-) -> Result<Option<splitter::analysis::Verdict>, ServerFnError> {
+) -> Result<Option<crate::model::VerdictView>, ServerFnError> {
     let state = expect_context::<crate::ssr::state::AppState>();
     Ok(state
         .config(&name)
-        .and_then(|c| crate::ssr::plans::verdict(&state, &c, jiff::Timestamp::now())))
+        .and_then(|c| crate::ssr::plans::verdict(&state, &c, jiff::Timestamp::now()))
+        .map(|v| crate::ssr::plans::view_of(&v)))
 }

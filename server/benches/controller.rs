@@ -1,12 +1,15 @@
-//! The plan controller's cost per tick: 1 000 policies with running plans and 15 minutes of
-//! traffic each in memory, judged and found not due (no write), next to a tick over the same
-//! 1 000 policies without plans, in the same run. Store reads and writes per tick: none (the
-//! verdicts come from memory; only a due move writes).
+//! The plan controller's cost per tick: 1 000 policies with running plans, 14 minutes into
+//! their first step with 30 minutes of baseline before it, traffic by cohort in memory, judged
+//! and found not due (no write), next to a tick over the same 1 000 policies without plans, in
+//! the same run: once with the traffic unchanged since the last tick (the verdicts are reused)
+//! and once after new traffic arrived (every verdict computed afresh). Store reads and writes
+//! per tick: none (the verdicts come from memory; only a due move writes).
 //! Run: cargo bench -p server --bench controller
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use splitter::plans::{preset, AtEnd};
 use splitter::store::embedded::EmbeddedStore;
+use splitter::cohort::{Counts, Detail};
 use splitter::traffic::{minute_of, ReplicaMinute, VersionTraffic};
 use splitter::{Actor, BasisPoints, NewPolicy, Operation, PolicyName, Request, Version};
 use std::sync::Arc;
@@ -62,8 +65,29 @@ async fn state(n: usize, plans: bool, dir: &std::path::Path) -> app::ssr::state:
         t
     };
     let (v1, v2) = (version(2_000, 4), version(100, 0));
+    // By cohort: 10 cohorts on the canary (0–9, inside 5 %) and 40 on stable, 50 requests each.
+    let cohort = |errors: u64| {
+        let mut c = Counts::default();
+        for i in 0..50u64 {
+            c.record(if i < errors { 503 } else { 200 }, Duration::from_micros(500 + i * 397));
+        }
+        c
+    };
     let now = minute_of(jiff::Timestamp::now());
-    state.traffic.apply((now - 14..=now).map(|minute| {
+    let detail = |minute: i64| {
+        let on_canary = minute >= now;
+        let mut d = Detail::default();
+        for k in 0..50u16 {
+            let version = if k < 10 && on_canary { "v2" } else { "v1" };
+            let k = if k < 10 { k } else { 500 + k };
+            d.cohorts
+                .entry(version.to_string())
+                .or_default()
+                .insert(k, cohort(u64::from(k % 3 == 0)));
+        }
+        d
+    };
+    state.traffic.apply((now - 30..=now + 14).map(|minute| {
         ReplicaMinute {
             minute,
             replica: "bench".into(),
@@ -84,6 +108,7 @@ async fn state(n: usize, plans: bool, dir: &std::path::Path) -> app::ssr::state:
                     )
                 })
                 .collect(),
+            detail: policies.iter().map(|p| (p.clone(), detail(minute))).collect(),
         }
     }));
     state
@@ -94,11 +119,14 @@ fn bench(c: &mut Criterion) {
     let (d0, d1) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let without = rt.block_on(state(1000, false, d0.path()));
     let with = rt.block_on(state(1000, true, d1.path()));
-    let now = jiff::Timestamp::now();
+    // 14 minutes into the first 15-minute step.
+    let now = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(14);
     assert!(
         rt.block_on(server::controller::tick(&with, now)).is_empty(),
         "nothing is due"
     );
+    let v = app::ssr::plans::verdict(&with, &with.config("policy-0000").unwrap(), now).unwrap();
+    assert_eq!(v.outcome, splitter::analysis::Outcome::Pass, "{}", v.reason);
     let mut g = c.benchmark_group("controller");
     g.bench_function("tick_1000_policies_no_plans", |b| {
         b.to_async(&rt)
@@ -107,6 +135,12 @@ fn bench(c: &mut Criterion) {
     g.bench_function("tick_1000_running_plans", |b| {
         b.to_async(&rt)
             .iter(|| server::controller::tick(&with, now))
+    });
+    g.bench_function("tick_1000_running_plans_after_new_traffic", |b| {
+        b.to_async(&rt).iter(|| {
+            with.traffic.apply([]);
+            server::controller::tick(&with, now)
+        })
     });
     g.finish();
 }

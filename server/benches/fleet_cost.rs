@@ -108,12 +108,21 @@ fn simulate(replicas: usize, policies: usize, dashboards: usize) -> Counts {
             // Simulated minutes (the recorder keys traffic by the minute it is given).
             let minute = start_minute + (second / 60) as i64;
             for state in &states {
-                for name in &names {
+                for (i, name) in names.iter().enumerate() {
                     let v = if name.len() % 2 == 0 { "v1" } else { "v2" };
+                    // Each request from another tenant: every one adds a cohort and a
+                    // heavy-hitter entry to its policy's minute (the documents' worst case).
+                    let tenant = format!("tenant-{}", (second as usize / 5 * 7_919 + i) % 10_000);
+                    let cohort = splitter::cohort::cohort_of(splitter::bucket(name, &tenant).get());
+                    let who = splitter::cohort::Who {
+                        tenant: Some(&tenant),
+                        cohort: Some(cohort),
+                    };
                     state.recorder.record_outcome(
                         minute,
                         name,
                         v,
+                        who,
                         200,
                         Duration::from_millis(3),
                         splitter::traffic::Via::Layer,

@@ -2,6 +2,7 @@
 //! writes need `If-Match` with that ETag and answer 409 with the current state when it is stale,
 //! 422 with the field at fault for bad input. Who writes is the authenticated principal.
 
+use splitter::cohort::Who;
 use crate::error::ApiError;
 use app::access::Caller;
 use app::actions::{ActionInput, NewPolicyInput, PolicyAction};
@@ -151,6 +152,10 @@ struct Outcome {
     version: String,
     status: u16,
     latency_ms: f64,
+    /// The tenant served (optional): with it, the outcome counts in the tenant-aware analysis
+    /// and the heavy-hitter list, as the layer's requests do.
+    #[serde(default)]
+    tenant: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -203,13 +208,21 @@ async fn outcomes(
                 o.latency_ms
             )));
         }
+        if let Some(t) = &o.tenant {
+            if let Err(e) = TenantId::new(t) {
+                return Err(ApiError::BadBody(format!("outcomes[{i}].tenant: {e}")));
+            }
+        }
     }
     let minute = splitter::traffic::minute_of(jiff::Timestamp::now());
     for o in &b.outcomes {
+        let tenant = o.tenant.as_deref();
+        let decision = splitter::decide(Some(&config), tenant);
         state.recorder.record_outcome(
             minute,
             config.policy_name.as_str(),
             &o.version,
+            Who::of(&config, tenant, &decision),
             o.status,
             std::time::Duration::from_secs_f64(o.latency_ms / 1000.0),
             Via::Api,

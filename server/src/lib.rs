@@ -146,6 +146,7 @@ pub async fn app_state(
         recorder,
         store_metrics,
         traffic_pages: Default::default(),
+        verdicts: Default::default(),
     };
     let hooks = webhooks::Webhooks::start(traffic.webhooks.clone(), Duration::from_secs(1));
     controller::spawn(state.clone(), traffic.plan_every, hooks);

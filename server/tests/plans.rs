@@ -6,6 +6,7 @@
 use splitter::plans::{preset, AtEnd, Move, Status};
 use splitter::store::embedded::EmbeddedStore;
 use splitter::store::Store;
+use splitter::cohort::{self, Counts, Detail, Heavy};
 use splitter::traffic::{minute_of, ReplicaMinute, VersionTraffic};
 use splitter::{Actor, BasisPoints, NewPolicy, Operation, PolicyName, Request, Version};
 use std::sync::Arc;
@@ -52,63 +53,95 @@ async fn start(state: &app::ssr::state::AppState, name: &str) {
         .unwrap();
 }
 
-/// `minutes` of traffic from now on: 2 000 stable and 500 canary requests a minute, the
-/// canary failing at `canary_error_rate`.
+/// Traffic by cohort, as the replicas would have recorded it around the current step: the 30
+/// baseline minutes before the step's share was set with every tenant on stable, and the
+/// step's minutes (`minutes` of them) at its share, the canary failing at `canary_error_rate`.
+/// Every cohort sends 5 requests a minute (5 000 in all); stable fails 0.2 %. Written again at
+/// each step (a newer flush of the same minutes replaces the older one).
 fn traffic(state: &app::ssr::state::AppState, name: &str, canary_error_rate: f64, minutes: i64) {
-    let version = |n: u64, errors: u64| {
-        let mut t = VersionTraffic::default();
-        for i in 0..n {
-            t.record(
-                if i < errors { 503 } else { 200 },
-                Duration::from_millis(20),
-            );
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let c = state.config(name).unwrap();
+    let (_, entered) = c.plan.as_ref().unwrap().step_entered().unwrap();
+    let share = c.canary_basis_points.get();
+    let first = minute_of(entered);
+    let docs = (first - 30..first + minutes).map(|minute| {
+        let (mut v1, mut v2) = (VersionTraffic::default(), VersionTraffic::default());
+        let mut detail = Detail::default();
+        for k in 0..cohort::COHORTS {
+            let on_canary = minute >= first && cohort::buckets_of(k).1 <= share;
+            // `rate` of requests fail: the first `5 × rate` of each cohort's five if that is
+            // one or more, else one request in 1/rate, spread over cohorts and minutes.
+            let fails = |i: u64| {
+                let rate = if on_canary { canary_error_rate } else { 0.002 };
+                if rate * 5.0 >= 1.0 {
+                    (i as f64) < rate * 5.0
+                } else {
+                    (i64::from(k) * 5 + i as i64 + minute).rem_euclid((1.0 / rate) as i64) == 0
+                }
+            };
+            let mut counts = Counts::default();
+            for i in 0..5u64 {
+                let status = if fails(i) { 503 } else { 200 };
+                counts.record(status, Duration::from_millis(20));
+                let t = if on_canary { &mut v2 } else { &mut v1 };
+                t.record(status, Duration::from_millis(20));
+            }
+            let version = if on_canary { "v2" } else { "v1" };
+            if k == 0 {
+                // Cohort 0's traffic is one tenant's, among each minute's heaviest.
+                detail.heavy.push(Heavy {
+                    tenant: "acme".into(),
+                    version: version.into(),
+                    counts: counts.clone(),
+                });
+            }
+            detail
+                .cohorts
+                .entry(version.to_string())
+                .or_default()
+                .insert(k, counts);
         }
-        t
-    };
-    let now = minute_of(jiff::Timestamp::now());
-    let docs = (now - 1..now + minutes).map(|minute| ReplicaMinute {
-        minute,
-        replica: format!("load-{name}"),
-        shard: 0,
-        shards: 1,
-        seq: 1,
-        written_at: minute * 60 + 59,
-        policies: [(
-            name.to_string(),
-            [
-                ("v1".to_string(), version(2_000, 4)),
-                (
-                    "v2".to_string(),
-                    version(500, (500.0 * canary_error_rate) as u64),
-                ),
-            ]
+        ReplicaMinute {
+            minute,
+            replica: format!("load-{name}"),
+            shard: 0,
+            shards: 1,
+            seq,
+            written_at: minute * 60 + 59,
+            policies: [(
+                name.to_string(),
+                [("v1".to_string(), v1), ("v2".to_string(), v2)].into(),
+            )]
             .into(),
-        )]
-        .into(),
+            detail: [(name.to_string(), detail)].into(),
+        }
     });
     state.traffic.apply(docs);
 }
 
-/// The time the current step's hold ends (plus a second).
+/// A time when the current step's hold is over and its first minutes are complete.
 fn hold_over(state: &app::ssr::state::AppState, name: &str) -> jiff::Timestamp {
     let c = state.config(name).unwrap();
     let plan = c.plan.unwrap();
-    let Status::Running { step, since } = plan.status else {
+    let Status::Running { step, since, .. } = plan.status else {
         panic!("not running: {:?}", plan.status)
     };
-    since + jiff::SignedDuration::from_secs(i64::from(plan.steps[step].hold_secs) + 1)
+    let hold = since + jiff::SignedDuration::from_secs(i64::from(plan.steps[step].hold_secs) + 1);
+    let complete = jiff::Timestamp::from_second((minute_of(since) + 2) * 60 + 10).unwrap();
+    hold.max(complete)
 }
 
 async fn a_healthy_canary_is_promoted(store: Arc<dyn Store>) {
     let state = replica(store).await;
     start(&state, "healthy").await;
-    traffic(&state, "healthy", 0.002, 30);
     let mut shares = vec![state
         .config("healthy")
         .unwrap()
         .canary_basis_points
         .to_string()];
     for _ in 0..4 {
+        traffic(&state, "healthy", 0.002, 10);
         let moves = server::controller::tick(&state, hold_over(&state, "healthy")).await;
         assert!(
             matches!(moves.as_slice(), [(_, Move::Advance(_))]),
@@ -134,7 +167,7 @@ async fn a_healthy_canary_is_promoted(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(events[0].actor.as_str(), "plan of healthy");
     assert!(
-        events[3].reason.contains("canary 5xx"),
+        events[3].reason.contains("moved tenants: 5xx"),
         "the verdict's numbers: {}",
         events[3].reason
     );
@@ -144,8 +177,8 @@ async fn a_failing_canary_is_rolled_back_with_its_numbers(store: Arc<dyn Store>)
     let state = replica(store).await;
     start(&state, "failing").await;
     traffic(&state, "failing", 0.2, 5);
-    // Before the hold ends: a failure does not wait for it.
-    let moves = server::controller::tick(&state, jiff::Timestamp::now()).await;
+    // On the first complete minute.
+    let moves = server::controller::tick(&state, hold_over(&state, "failing")).await;
     assert!(
         matches!(moves.as_slice(), [(_, Move::RollBack(_))]),
         "{moves:?}"
@@ -160,7 +193,10 @@ async fn a_failing_canary_is_rolled_back_with_its_numbers(store: Arc<dyn Store>)
     assert!(
         events[0]
             .reason
-            .starts_with("rolled back automatically: error rate: canary 5xx 20.00%"),
+            .starts_with("rolled back automatically: 5xx rate: the moved tenants went from 0.")
+            && events[0]
+                .reason
+                .contains("% before the step to 20.00% on the canary (100 5xx in 500 requests)"),
         "{}",
         events[0].reason
     );
@@ -206,6 +242,7 @@ async fn two_replicas_land_one_move(store: Arc<dyn Store>) {
         assert!(std::time::Instant::now() < deadline, "b never saw step 2");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    traffic(&b, "shared", 0.002, 10);
     let moves = server::controller::tick(&b, hold_over(&b, "shared")).await;
     assert!(
         matches!(moves.as_slice(), [(_, Move::Advance(_))]),
@@ -314,7 +351,7 @@ async fn webhooks_hear_of_a_rollback_and_never_block_it() {
     let state = replica(store).await;
     start(&state, "hooked").await;
     traffic(&state, "hooked", 0.2, 5);
-    let moves = server::controller::run_once(&state, jiff::Timestamp::now(), &hooks).await;
+    let moves = server::controller::run_once(&state, hold_over(&state, "hooked"), &hooks).await;
     assert!(
         matches!(moves.as_slice(), [(_, Move::RollBack(_))]),
         "{moves:?}"
@@ -332,7 +369,11 @@ async fn webhooks_hear_of_a_rollback_and_never_block_it() {
     assert_eq!(notice["policy"], "hooked");
     assert_eq!(notice["share"], "0%");
     let text = notice["text"].as_str().unwrap();
-    assert!(text.starts_with("APX Canary: hooked's canary was rolled back by its plan: error rate: canary 5xx 20.00%"), "{text}");
+    assert!(
+        text.starts_with("APX Canary: hooked's canary was rolled back by its plan: 5xx rate: the moved tenants went from"),
+        "{text}"
+    );
+    assert!(text.contains("most affected: acme ("), "who is hurt: {text}");
     assert_eq!(
         attempts.load(Ordering::SeqCst),
         2,

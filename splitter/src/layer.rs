@@ -7,6 +7,7 @@
 //! A routed request runs inside a `canary` tracing span with `canary.policy`, `canary.status`
 //! (`canary` or `stable`) and `canary.version`, so every log line of the handler carries them.
 
+use crate::cohort::Who;
 use crate::config::PolicyConfig;
 use crate::decision::Decision;
 use crate::names::LATEST;
@@ -50,7 +51,14 @@ pub enum PolicySource {
 
 /// Receives one outcome per routed request (for traffic recording).
 pub trait Recorder: Send + Sync + 'static {
-    fn record(&self, policy: &str, decision: &Decision, status: u16, latency: Duration);
+    fn record(
+        &self,
+        policy: &str,
+        who: Who<'_>,
+        decision: &Decision,
+        status: u16,
+        latency: Duration,
+    );
 }
 
 /// The layer's settings. `splitter: None` makes it a pass-through (no decider configured).
@@ -163,19 +171,31 @@ where
                     .get(&c.tenant_header)
                     .and_then(|v| v.to_str().ok());
                 let (config, decision) = splitter.route(policy, tenant);
+                let cohort = config
+                    .as_deref()
+                    .and_then(|config| Who::of(config, tenant, &decision).cohort);
                 let policy = match config {
                     Some(config) => RoutedPolicy::Known(config),
                     None => RoutedPolicy::Unknown(policy.to_string()),
                 };
-                (policy, decision)
+                // A header value's clone shares its bytes: no allocation per request.
+                let tenant = req.headers().get(&c.tenant_header).cloned();
+                Routed {
+                    policy,
+                    decision,
+                    tenant,
+                    cohort,
+                }
             }),
             _ => None,
         };
-        if let Some((_, decision)) = &routed {
-            req.extensions_mut().insert(decision.clone());
+        if let Some(r) = &routed {
+            req.extensions_mut().insert(r.decision.clone());
         }
         let span = match &routed {
-            Some((policy, decision)) => tracing::info_span!(
+            Some(Routed {
+                policy, decision, ..
+            }) => tracing::info_span!(
                 "canary",
                 canary.policy = %policy.name(),
                 canary.status = if decision.is_canary { "canary" } else { "stable" },
@@ -205,12 +225,20 @@ pub const FAILED_STATUS: u16 = 502;
 /// a client gone): counted as a failure too, on either version alike.
 pub const CANCELLED_STATUS: u16 = 504;
 
+/// What the layer decided for a request, kept until its outcome is recorded.
+struct Routed {
+    policy: RoutedPolicy,
+    decision: Decision,
+    tenant: Option<http::HeaderValue>,
+    cohort: Option<u16>,
+}
+
 pin_project! {
     pub struct CanaryFuture<F> {
         #[pin]
         inner: F,
         span: tracing::Span,
-        routed: Option<(RoutedPolicy, Decision)>,
+        routed: Option<Routed>,
         recorder: Option<Arc<dyn Recorder>>,
         started: Instant,
     }
@@ -225,13 +253,17 @@ pin_project! {
 }
 
 fn record(
-    routed: Option<(RoutedPolicy, Decision)>,
+    routed: Option<Routed>,
     recorder: &Option<Arc<dyn Recorder>>,
     status: u16,
     started: &Instant,
 ) {
-    if let (Some((policy, decision)), Some(recorder)) = (routed, recorder) {
-        recorder.record(policy.name(), &decision, status, started.elapsed());
+    if let (Some(r), Some(recorder)) = (routed, recorder) {
+        let who = Who {
+            tenant: r.tenant.as_ref().and_then(|t| t.to_str().ok()),
+            cohort: r.cohort,
+        };
+        recorder.record(r.policy.name(), who, &r.decision, status, started.elapsed());
     }
 }
 
@@ -257,15 +289,10 @@ where
             }
             Poll::Ready(Ok(r)) => r,
         };
-        if let Some((policy, decision)) = this.routed.take() {
-            mark_response(response.headers_mut(), &decision);
+        if let Some(routed) = this.routed.take() {
+            mark_response(response.headers_mut(), &routed.decision);
             let status = response.status().as_u16();
-            record(
-                Some((policy, decision)),
-                this.recorder,
-                status,
-                this.started,
-            );
+            record(Some(routed), this.recorder, status, this.started);
         }
         Poll::Ready(Ok(response))
     }

@@ -2,18 +2,20 @@
 //!
 //! - [`bucket`]: the bucketing contract (`vectors/` proves it).
 //! - [`share`], [`names`], [`config`]: the validated policy model.
-//! - [`decision`]: one request's decision; [`simulate`]: previews of a share change.
+//! - [`decision`]: one request's decision; [`simulate`]: previews of a share change by tenant,
+//!   [`preview`]: by request (from recorded traffic).
 //! - [`ops`]: operations and their audit events, as pure functions; [`analysis`]: judging a
 //!   canary against stable from recorded traffic, as pure functions.
 //! - [`store`] (feature `store`): the `PolicyStore` and `TrafficStore` traits, embedded and
 //!   Firestore stores; [`snapshot`]: the in-memory snapshot that follows a store's change feed
 //!   and answers `select_version`.
-//! - [`traffic`]: recorded traffic per policy, version and minute; [`recorder`] writes this
+//! - [`traffic`]: recorded traffic per policy, version and minute ([`cohort`]: and by tenant); [`recorder`] writes this
 //!   replica's, [`traffic_cache`] keeps the fleet's in memory.
 //! - [`layer`] (feature `layer`): the tower layer that routes requests and records outcomes.
 
 pub mod analysis;
 pub mod bucket;
+pub mod cohort;
 pub mod config;
 pub mod decision;
 pub mod error;
@@ -21,6 +23,7 @@ pub mod names;
 pub mod ops;
 mod plan_ops;
 pub mod plans;
+pub mod preview;
 pub mod share;
 pub mod simulate;
 pub mod traffic;

@@ -44,26 +44,38 @@ pub(crate) fn apply(c: &mut PolicyConfig, op: &Operation, now: Timestamp) -> Res
                 status: Status::Running {
                     step: 0,
                     since: now,
+                    entered: Some(now),
                 },
             });
         }
         Operation::PausePlan { why } => {
             let plan = active(c)?;
-            let Status::Running { step, .. } = plan.status else {
-                return Err(Error::NoChange("the plan is already paused".into()));
+            let Some((step, entered)) = plan.step_entered() else {
+                unreachable!("active plans run or pause");
             };
+            if matches!(plan.status, Status::Paused { .. }) {
+                return Err(Error::NoChange("the plan is already paused".into()));
+            }
             plan.status = Status::Paused {
                 step,
                 since: now,
                 why: why.clone(),
+                entered: Some(entered),
             };
         }
         Operation::ResumePlan => {
             let plan = active(c)?;
-            let Status::Paused { step, .. } = plan.status else {
-                return Err(Error::NoChange("the plan is running".into()));
+            let Some((step, entered)) = plan.step_entered() else {
+                unreachable!("active plans run or pause");
             };
-            plan.status = Status::Running { step, since: now };
+            if matches!(plan.status, Status::Running { .. }) {
+                return Err(Error::NoChange("the plan is running".into()));
+            }
+            plan.status = Status::Running {
+                step,
+                since: now,
+                entered: Some(entered),
+            };
         }
         Operation::AdvancePlan { why } => advance(c, why, now)?,
         Operation::AbortPlan { why } => {
@@ -100,6 +112,7 @@ fn advance(c: &mut PolicyConfig, why: &str, now: Timestamp) -> Result<()> {
         plan.status = Status::Running {
             step: step + 1,
             since: now,
+            entered: Some(now),
         };
         c.canary_basis_points = next.share;
         return Ok(());
@@ -268,8 +281,10 @@ mod tests {
             resumed.plan.as_ref().unwrap().status,
             Status::Running {
                 step: 0,
-                since: at(9)
-            }
+                since: at(9),
+                entered: Some(at(1)),
+            },
+            "resuming keeps when the step's share was set (the analysis's baseline)"
         );
         let aborted = run(
             Some(&resumed),

@@ -37,13 +37,22 @@ pub enum AtEnd {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum Status {
-    /// At `step` (0-based) since `since` (when its share was set or the plan resumed).
-    Running { step: usize, since: Timestamp },
+    /// At `step` (0-based) since `since` (when its share was set or the plan resumed);
+    /// `entered`: when the step's share was set (the analysis's baseline ends there; absent in
+    /// plans stored before it existed, then `since`).
+    Running {
+        step: usize,
+        since: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        entered: Option<Timestamp>,
+    },
     /// Stopped at `step` until someone resumes it.
     Paused {
         step: usize,
         since: Timestamp,
         why: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        entered: Option<Timestamp>,
     },
     /// Over: promoted, holding at the end for a person, rolled back, aborted, or stopped by a
     /// manual change.
@@ -120,14 +129,22 @@ impl Plan {
         !matches!(self.status, Status::Ended { .. })
     }
 
-    /// How many looks the plan may make: every minute of its holds, twice (a step may wait
-    /// up to its hold again for enough traffic): the analysis's repeated-looks correction.
-    pub fn looks(&self) -> u32 {
-        self.steps
-            .iter()
-            .map(|s| s.hold_secs.div_ceil(60) * 2)
-            .sum::<u32>()
-            .max(1)
+    /// The current step (0-based) and when its share was set, while the plan is active.
+    pub fn step_entered(&self) -> Option<(usize, Timestamp)> {
+        match &self.status {
+            Status::Running {
+                step,
+                since,
+                entered,
+            }
+            | Status::Paused {
+                step,
+                since,
+                entered,
+                ..
+            } => Some((*step, entered.unwrap_or(*since))),
+            Status::Ended { .. } => None,
+        }
     }
 }
 
@@ -154,29 +171,35 @@ pub enum Move {
 /// The controller's decision for a running plan at `now`, given the verdict on the current
 /// step's minutes (`None`: the traffic could not be read). Pure: no clock, no I/O.
 pub fn next_move(plan: &Plan, verdict: Option<&Verdict>, now: Timestamp) -> Option<Move> {
-    let Status::Running { step, since } = &plan.status else {
+    let Status::Running { step, since, .. } = &plan.status else {
         return None;
     };
     let hold = i64::from(plan.steps.get(*step)?.hold_secs);
     let elapsed = now.as_second() - since.as_second();
+    // The analysis reads complete minutes: a short hold waits at least two more for them.
+    let patience = (2 * hold).max(hold + PATIENCE_SECS);
     let Some(v) = verdict else {
-        return (elapsed > 2 * hold)
+        return (elapsed > patience)
             .then(|| Move::Pause("traffic could not be read for twice the step's hold".into()));
     };
     let at_full = plan.steps[*step].share == BasisPoints::FULL;
     match v.outcome {
         Outcome::Fail => Some(Move::RollBack(v.reason.clone())),
-        // At 100 % there is no stable traffic to compare with: the earlier steps judged it.
+        Outcome::Untrusted => Some(Move::Pause(v.reason.clone())),
+        // At 100 % the hold decides unless the canary fails (or its data cannot be trusted).
         _ if at_full && elapsed >= hold => {
             Some(Move::Advance("held at 100% for the step's time".into()))
         }
         Outcome::Pass if elapsed >= hold => Some(Move::Advance(v.reason.clone())),
-        Outcome::Inconclusive | Outcome::NoData if elapsed > 2 * hold => Some(Move::Pause(
+        Outcome::Inconclusive | Outcome::NoData if elapsed > patience => Some(Move::Pause(
             format!("still no verdict after twice the step's hold: {}", v.reason),
         )),
         _ => None,
     }
 }
+
+/// The least a step waits past its hold for a verdict before it pauses (seconds).
+pub const PATIENCE_SECS: i64 = 120;
 
 #[cfg(test)]
 mod tests {
@@ -191,6 +214,7 @@ mod tests {
             status: Status::Running {
                 step,
                 since: Timestamp::from_second(since).unwrap(),
+                entered: None,
             },
         }
     }
@@ -200,9 +224,9 @@ mod tests {
             outcome,
             canary: Side::default(),
             stable: Side::default(),
-            z: None,
-            z_threshold: 3.9,
             reason: format!("{outcome:?}"),
+            comparison: None,
+            hurt: Vec::new(),
         }
     }
 
@@ -276,19 +300,24 @@ mod tests {
     #[test]
     fn no_verdict_for_twice_the_hold_pauses_never_passes() {
         let p = plan(0, 1_000);
+        // A 30-s hold waits 2 minutes past it for complete minutes.
         assert_eq!(
-            next_move(&p, Some(&verdict(Outcome::NoData)), at(1_060)),
+            next_move(&p, Some(&verdict(Outcome::NoData)), at(1_150)),
             None
         );
         assert!(matches!(
-            next_move(&p, Some(&verdict(Outcome::NoData)), at(1_061)),
+            next_move(&p, Some(&verdict(Outcome::NoData)), at(1_151)),
             Some(Move::Pause(_))
         ));
         assert!(matches!(
-            next_move(&p, None, at(1_061)),
+            next_move(&p, None, at(1_151)),
             Some(Move::Pause(_))
         ));
-        assert_eq!(next_move(&p, None, at(1_059)), None);
+        assert_eq!(next_move(&p, None, at(1_149)), None);
+        assert!(matches!(
+            next_move(&p, Some(&verdict(Outcome::Untrusted)), at(1_001)),
+            Some(Move::Pause(_))
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! two replicas. Each flush carries a sequence number; a reader keeps the newest flush of each
 //! (minute, replica).
 
+use crate::cohort::{Counts, Detail, Sketch, Who};
 use crate::decision::{Decision, Reason};
 use crate::error::Result;
 use crate::store::TrafficStore;
@@ -50,6 +51,8 @@ struct State {
 #[derive(Default)]
 struct Entry {
     policies: Minute,
+    /// policy → the minute by tenant.
+    detail: HashMap<String, PolicyDetail>,
     /// Bumped on every record; the store holds `flushed_generation`.
     generation: u64,
     flushed_generation: u64,
@@ -57,7 +60,31 @@ struct Entry {
     flushed_requests: u64,
 }
 
+/// One policy's minute by tenant, as the recorder builds it.
+#[derive(Default)]
+struct PolicyDetail {
+    /// version → cohort → counts.
+    cohorts: BTreeMap<String, BTreeMap<u16, Counts>>,
+    sketch: Sketch,
+}
+
+impl PolicyDetail {
+    fn detail(&self) -> Detail {
+        Detail {
+            cohorts: self.cohorts.clone(),
+            heavy: self.sketch.heaviest(),
+        }
+    }
+}
+
 impl Entry {
+    fn details(&self) -> BTreeMap<String, Detail> {
+        self.detail
+            .iter()
+            .map(|(p, d)| (p.clone(), d.detail()))
+            .collect()
+    }
+
     fn dirty(&self) -> bool {
         self.generation > self.flushed_generation
     }
@@ -144,6 +171,7 @@ impl TrafficRecorder {
         &self,
         minute: i64,
         policy: &str,
+        who: Who<'_>,
         decision: &Decision,
         status: u16,
         latency: Duration,
@@ -152,17 +180,19 @@ impl TrafficRecorder {
             return;
         }
         let version = decision.version.as_str();
-        self.record_outcome(minute, policy, version, status, latency, Via::Layer);
+        self.record_outcome(minute, policy, version, who, status, latency, Via::Layer);
     }
 
     /// Records one served request of `version` (the caller checked that the policy exists
     /// and the version is one of its own). `via` says who decided; the layer's requests also
     /// count as its decisions.
+    #[allow(clippy::too_many_arguments)]
     pub fn record_outcome(
         &self,
         minute: i64,
         policy: &str,
         version: &str,
+        who: Who<'_>,
         status: u16,
         latency: Duration,
         via: Via,
@@ -181,6 +211,14 @@ impl TrafficRecorder {
         }
         let entry = state.minutes.entry(minute).or_default();
         slot(slot(&mut entry.policies, policy), version).record(status, latency);
+        if let Some(tenant) = who.tenant.filter(|t| crate::names::tenant_is_valid(t)) {
+            let detail = slot(&mut entry.detail, policy);
+            if let Some(cohort) = who.cohort {
+                let by_cohort = slot(&mut detail.cohorts, version);
+                by_cohort.entry(cohort).or_default().record(status, latency);
+            }
+            detail.sketch.record(tenant, version, status, latency);
+        }
         entry.generation += 1;
         entry.requests += 1;
         slot(slot(&mut state.totals, policy), version).record(status, latency);
@@ -228,7 +266,15 @@ impl TrafficRecorder {
             .iter()
             .filter(|(_, e)| e.dirty())
             .map(|(&minute, e)| {
-                let docs = shard(minute, &self.replica, seq, written_at, &e.policies);
+                let details = e.details();
+                let docs = shard(
+                    minute,
+                    &self.replica,
+                    seq,
+                    written_at,
+                    &e.policies,
+                    &details,
+                );
                 (minute, e.generation, e.requests, docs)
             })
             .collect()
@@ -347,8 +393,15 @@ impl TrafficRecorder {
 
 #[cfg(feature = "layer")]
 impl crate::layer::Recorder for TrafficRecorder {
-    fn record(&self, policy: &str, decision: &Decision, status: u16, latency: Duration) {
+    fn record(
+        &self,
+        policy: &str,
+        who: Who<'_>,
+        decision: &Decision,
+        status: u16,
+        latency: Duration,
+    ) {
         let minute = minute_of(jiff::Timestamp::now());
-        self.record_at(minute, policy, decision, status, latency);
+        self.record_at(minute, policy, who, decision, status, latency);
     }
 }

@@ -6,6 +6,7 @@
 //! [`crate::recorder`]. Readers keep the fleet's documents in memory and sum the replicas: see
 //! [`crate::traffic_cache`].
 
+use crate::cohort::Detail;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -128,6 +129,10 @@ pub struct ReplicaMinute {
     /// reader rate the still-filling current minute by the seconds it really covers.
     pub written_at: i64,
     pub policies: Minute,
+    /// The same minute by tenant, for the policies in this shard: cohorts and the heaviest
+    /// tenants ([`crate::cohort`]). Absent in documents written before it existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub detail: BTreeMap<String, Detail>,
 }
 
 impl ReplicaMinute {
@@ -157,33 +162,43 @@ pub struct StoredMinute {
 pub const MAX_SHARD_BYTES: usize = 512 * 1024;
 
 /// Splits one replica's minute into as few documents as fit [`MAX_SHARD_BYTES`] each (one,
-/// unless a replica serves thousands of policies), in policy order.
+/// unless a replica serves thousands of policies), in policy order; a policy's detail goes with
+/// its totals.
 pub fn shard(
     minute: i64,
     replica: &str,
     seq: u64,
     written_at: i64,
     policies: &Minute,
+    detail: &BTreeMap<String, Detail>,
 ) -> Vec<ReplicaMinute> {
-    let mut parts: Vec<Minute> = vec![Minute::new()];
+    type Part = (Minute, BTreeMap<String, Detail>);
+    let mut parts: Vec<Part> = vec![Part::default()];
     let mut size = 0;
     for (policy, versions) in policies {
-        let bytes = policy.len() + serde_json::to_vec(versions).map_or(0, |v| v.len()) + 4;
-        if size + bytes > MAX_SHARD_BYTES && !parts.last().is_some_and(BTreeMap::is_empty) {
-            parts.push(Minute::new());
+        let d = detail.get(policy);
+        let bytes = policy.len()
+            + serde_json::to_vec(versions).map_or(0, |v| v.len())
+            + d.map_or(0, |d| {
+                serde_json::to_vec(d).map_or(0, |v| v.len()) + policy.len()
+            })
+            + 8;
+        if size + bytes > MAX_SHARD_BYTES && !parts.last().is_some_and(|p| p.0.is_empty()) {
+            parts.push(Part::default());
             size = 0;
         }
         size += bytes;
-        parts
-            .last_mut()
-            .expect("never empty")
-            .insert(policy.clone(), versions.clone());
+        let part = parts.last_mut().expect("never empty");
+        part.0.insert(policy.clone(), versions.clone());
+        if let Some(d) = d {
+            part.1.insert(policy.clone(), d.clone());
+        }
     }
     let shards = parts.len() as u32;
     parts
         .into_iter()
         .enumerate()
-        .map(|(i, policies)| ReplicaMinute {
+        .map(|(i, (policies, detail))| ReplicaMinute {
             minute,
             replica: replica.to_string(),
             shard: i as u32,
@@ -191,6 +206,7 @@ pub fn shard(
             seq,
             written_at,
             policies,
+            detail,
         })
         .collect()
 }
@@ -307,13 +323,14 @@ mod tests {
                 })
                 .collect()
         };
-        let one = shard(7, "r", 3, 420, &minute(1_000));
+        let none = BTreeMap::new();
+        let one = shard(7, "r", 3, 420, &minute(1_000), &none);
         assert_eq!(one.len(), 1);
         assert_eq!(
             (one[0].shards, one[0].seq, one[0].policies.len()),
             (1, 3, 1_000)
         );
-        let many = shard(7, "r", 3, 420, &minute(20_000));
+        let many = shard(7, "r", 3, 420, &minute(20_000), &none);
         assert!(many.len() > 1);
         assert!(many.iter().all(|d| d.shards == many.len() as u32));
         assert!(many

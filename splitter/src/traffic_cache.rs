@@ -3,6 +3,7 @@
 //! read (each store assigns every write a position, [`StoredMinute::stored_at`]). Page views
 //! read this, never the store; a closed minute is read from the store once.
 
+use crate::cohort::Detail;
 use crate::error::Result;
 use crate::store::TrafficStore;
 use crate::traffic::{Minute, ReplicaMinute, StoredMinute, VersionTraffic};
@@ -38,6 +39,19 @@ struct Flush {
     seq: u64,
     written_at: i64,
     shards: BTreeMap<u32, Minute>,
+    /// The same shards' detail by tenant ([`crate::cohort`]).
+    details: BTreeMap<u32, BTreeMap<String, Detail>>,
+}
+
+impl Flush {
+    fn new(seq: u64, written_at: i64) -> Flush {
+        Flush {
+            seq,
+            written_at,
+            shards: BTreeMap::new(),
+            details: BTreeMap::new(),
+        }
+    }
 }
 
 /// One policy's traffic per minute, replicas summed, and when each minute was last written.
@@ -60,22 +74,22 @@ impl TrafficCache {
         state.generation += 1;
         for doc in docs {
             let key = (doc.minute, doc.replica.clone());
-            let flush = state.flushes.entry(key).or_insert_with(|| Flush {
-                seq: doc.seq,
-                written_at: doc.written_at,
-                shards: BTreeMap::new(),
-            });
+            let flush = state
+                .flushes
+                .entry(key)
+                .or_insert_with(|| Flush::new(doc.seq, doc.written_at));
             if doc.seq < flush.seq {
                 continue;
             }
             if doc.seq > flush.seq {
-                *flush = Flush {
-                    seq: doc.seq,
-                    written_at: doc.written_at,
-                    shards: BTreeMap::new(),
-                };
+                *flush = Flush::new(doc.seq, doc.written_at);
             }
             flush.shards.insert(doc.shard, doc.policies);
+            if doc.detail.is_empty() {
+                flush.details.remove(&doc.shard);
+            } else {
+                flush.details.insert(doc.shard, doc.detail);
+            }
         }
     }
 
@@ -173,6 +187,19 @@ impl TrafficCache {
         out
     }
 
+    /// `policy`'s traffic by tenant ([`crate::cohort`]) in minutes `from..=to`, replicas summed.
+    pub fn detail(&self, policy: &str, from: i64, to: i64) -> BTreeMap<i64, Detail> {
+        let state = self.state.lock().unwrap();
+        let mut out: BTreeMap<i64, Detail> = BTreeMap::new();
+        let range = (from, String::new())..(to.saturating_add(1), String::new());
+        for ((minute, _), flush) in state.flushes.range(range) {
+            for d in flush.details.values().filter_map(|s| s.get(policy)) {
+                out.entry(*minute).or_default().add(d);
+            }
+        }
+        out
+    }
+
     /// Every policy's traffic in minutes `from..=to`, minutes and replicas summed.
     pub fn totals(&self, from: i64, to: i64) -> BTreeMap<String, BTreeMap<String, VersionTraffic>> {
         self.viewed();
@@ -256,6 +283,7 @@ mod tests {
             seq,
             written_at: minute * 60 + seq as i64,
             policies: [(policy.to_string(), [("v1".to_string(), t)].into())].into(),
+            detail: BTreeMap::new(),
         }
     }
 

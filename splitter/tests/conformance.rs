@@ -3,6 +3,7 @@
 
 mod support;
 
+use splitter::cohort::{cohort_of, Who};
 use splitter::snapshot::Splitter;
 use splitter::store::access::{AccessKind, AccessStore};
 use splitter::store::embedded::EmbeddedStore;
@@ -677,6 +678,7 @@ mod suite {
                         (p.to_string(), versions.into())
                     })
                     .collect(),
+                detail: Default::default(),
             }
         };
         let base = 29_000_000;
@@ -745,8 +747,19 @@ mod suite {
             TrafficRecorder::new("b", 100),
         ];
         let (mut canary, mut stable, mut errors) = (0u64, 0u64, 0u64);
-        for i in 0..400 {
-            let d = split.select_version("flush-api", Some(&format!("t-{i}")));
+        // Who a decision was for: the tenant, and its cohort when its bucket decided.
+        let who = |d: &splitter::Decision, tenant: &'static str| Who {
+            tenant: Some(tenant),
+            cohort: match d.reason {
+                splitter::Reason::Bucket { bucket, .. } => Some(cohort_of(bucket.get())),
+                _ => None,
+            },
+        };
+        let tenants: Vec<&'static str> = (0..400)
+            .map(|i| &*Box::leak(format!("t-{i}").into_boxed_str()))
+            .collect();
+        for (i, tenant) in tenants.iter().enumerate() {
+            let d = split.select_version("flush-api", Some(tenant));
             let status = if d.is_canary && i % 4 == 0 { 500 } else { 200 };
             if d.is_canary {
                 canary += 1;
@@ -754,13 +767,15 @@ mod suite {
             } else {
                 stable += 1;
             }
-            replicas[i % 2].record_at(now, "flush-api", &d, status, Duration::from_micros(300));
-            let other = split.select_version("other-api", Some(&format!("t-{i}")));
-            replicas[i % 2].record_at(now, "other-api", &other, 200, Duration::from_micros(300));
+            let w = who(&d, tenant);
+            replicas[i % 2].record_at(now, "flush-api", w, &d, status, Duration::from_micros(300));
+            let other = split.select_version("other-api", Some(tenant));
+            let w = who(&other, tenant);
+            replicas[i % 2].record_at(now, "other-api", w, &other, 200, Duration::from_micros(300));
         }
         // Unknown policies are not recorded.
         let unknown = split.select_version("nope", Some("t-1"));
-        replicas[0].record_at(now, "nope", &unknown, 200, Duration::from_millis(1));
+        replicas[0].record_at(now, "nope", Who::default(), &unknown, 200, Duration::from_millis(1));
         for r in &replicas {
             assert_eq!(r.stats().unflushed_requests, 400);
             assert_eq!(
@@ -783,10 +798,19 @@ mod suite {
         assert!(canary > 150 && stable > 150, "{canary} / {stable}");
         assert_eq!(cache.totals(now, now)["other-api"]["v1"].requests, 400);
         assert!(!cache.totals(now, now).contains_key("nope"));
+        // By tenant, through the store and back: cohorts add up to the versions' totals, and
+        // each replica's busiest tenants come back with their counts.
+        let detail = &cache.detail("flush-api", now, now)[&now];
+        let sum = |v: &str| detail.cohorts[v].values().map(|c| (c.requests, c.errors)).fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1));
+        assert_eq!(sum("v2"), (canary, errors));
+        assert_eq!(sum("v1").0, stable);
+        assert!(detail.cohorts["v2"].keys().all(|c| *c < 500), "50 % of buckets are cohorts 0–499");
+        assert_eq!(detail.heavy.len(), 2 * splitter::cohort::HEAVY_WRITTEN);
+        assert!(detail.heavy.iter().all(|h| h.counts.requests == 1 && h.tenant.starts_with("t-")));
         // More traffic in the same minute: the replica rewrites its whole total, and a reader
         // reads only that one document again.
         let d = split.select_version("flush-api", Some("t-0"));
-        replicas[0].record_at(now, "flush-api", &d, 200, Duration::from_micros(300));
+        replicas[0].record_at(now, "flush-api", Who::default(), &d, 200, Duration::from_micros(300));
         replicas[0].flush(store, now).await.unwrap();
         let read = cache.refresh(store, jiff::Timestamp::now()).await.unwrap();
         assert!(

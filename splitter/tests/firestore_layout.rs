@@ -110,6 +110,7 @@ async fn traffic_documents_carry_their_expiry_and_commit_time() {
         #[serde(with = "firestore::serialize_as_timestamp")]
         stored_at: FirestoreInstant,
         policies: String,
+        detail: Option<String>,
     }
     support::shared_emulator();
     let store = FirestoreStore::connect(&support::unique_project("ttl"), Duration::from_secs(10))
@@ -127,6 +128,19 @@ async fn traffic_documents_carry_their_expiry_and_commit_time() {
             "pay".to_string(),
             [("v1.2".to_string(), Default::default())].into(),
         )]
+        .into(),
+        detail: [("pay".to_string(), {
+            let mut c = splitter::cohort::Counts::default();
+            c.record(503, Duration::from_millis(12));
+            splitter::cohort::Detail {
+                cohorts: [("v1.2".to_string(), [(42u16, c.clone())].into())].into(),
+                heavy: vec![splitter::cohort::Heavy {
+                    tenant: "acme".into(),
+                    version: "v1.2".into(),
+                    counts: c,
+                }],
+            }
+        })]
         .into(),
     };
     let before = FirestoreInstant::now();
@@ -150,6 +164,11 @@ async fn traffic_documents_carry_their_expiry_and_commit_time() {
     assert!(
         raw.policies.contains("\"v1.2\""),
         "versions with dots are kept as JSON text"
+    );
+    let detail = raw.detail.expect("the detail by tenant is its own field");
+    assert!(
+        detail.contains("\"42\":[1,1,") && detail.contains("\"acme\""),
+        "cohorts and heavy tenants as compact JSON text: {detail}"
     );
     let read = store.traffic_since(0).await.unwrap();
     assert_eq!(read.len(), 1);

@@ -3,6 +3,7 @@
 mod support;
 
 use http::{Request, Response};
+use splitter::cohort::Who;
 use splitter::layer::{CanaryLayer, PolicySource, Recorder};
 use splitter::snapshot::Splitter;
 use splitter::Decision;
@@ -128,7 +129,7 @@ async fn sticky_over_many_requests_and_policy_from_path_or_header() {
 struct Collect(Mutex<Vec<(String, String, u16)>>);
 
 impl Recorder for Collect {
-    fn record(&self, policy: &str, d: &Decision, status: u16, _latency: Duration) {
+    fn record(&self, policy: &str, _who: Who<'_>, d: &Decision, status: u16, _latency: Duration) {
         self.0
             .lock()
             .unwrap()

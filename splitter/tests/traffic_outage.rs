@@ -4,6 +4,7 @@
 
 mod support;
 
+use splitter::cohort::Who;
 use splitter::recorder::TrafficRecorder;
 use splitter::snapshot::Splitter;
 use splitter::store::firestore::FirestoreStore;
@@ -25,7 +26,7 @@ async fn counts_survive_a_store_outage() {
     let record = |n: usize| {
         for i in 0..n {
             let d = split.select_version("pay", Some(&format!("t-{i}")));
-            recorder.record_at(now, "pay", &d, 200, Duration::from_millis(2));
+            recorder.record_at(now, "pay", Who::default(), &d, 200, Duration::from_millis(2));
         }
     };
     record(100);
@@ -78,7 +79,7 @@ fn a_full_backlog_drops_the_oldest_minutes_and_counts_them() {
     let d = split.select_version("pay", Some("t-1"));
     for minute in 0..5 {
         for _ in 0..=minute {
-            recorder.record_at(100 + minute, "pay", &d, 200, Duration::from_millis(1));
+            recorder.record_at(100 + minute, "pay", Who::default(), &d, 200, Duration::from_millis(1));
         }
     }
     // Minutes 100 (1 request) and 101 (2 requests) were dropped to stay at 3 minutes.

@@ -7,12 +7,12 @@ use crate::actions::PolicyAction;
 use crate::components::{ChangeFields, ReadOnly};
 use crate::model::when;
 use leptos::prelude::*;
-use splitter::analysis::{Outcome, Verdict};
+use crate::model::{TextTable, VerdictView};
 use splitter::plans::{AtEnd, Plan, Status};
 use splitter::PolicyConfig;
 
 /// The plan section for `c`; `who` decides which controls render.
-pub fn plan_section(c: &PolicyConfig, verdict: Option<Verdict>, who: &Caller) -> impl IntoView {
+pub fn plan_section(c: &PolicyConfig, verdict: Option<VerdictView>, who: &Caller) -> impl IntoView {
     let name = c.policy_name.to_string();
     let can = who.cannot(&PolicyAction::StartPlan.need(&name));
     let csrf = who.csrf.clone().unwrap_or_default();
@@ -54,7 +54,7 @@ fn hold_text(secs: u32) -> String {
 /// The steps, the current one marked, with when its hold ends (or why it is paused).
 fn timeline(plan: &Plan) -> impl IntoView {
     let (current, state) = match &plan.status {
-        Status::Running { step, since } => {
+        Status::Running { step, since, .. } => {
             let hold = plan.steps[*step].hold_secs;
             let ends = *since + jiff::SignedDuration::from_secs(i64::from(hold));
             (
@@ -97,7 +97,7 @@ fn timeline(plan: &Plan) -> impl IntoView {
 /// The verdict, as the page was rendered with it; once hydrated, read again every 5 s (its own
 /// small request: the rest of the page, and any half-filled form, stays as it is).
 #[component]
-fn LiveVerdict(name: String, first: Option<Verdict>) -> impl IntoView {
+fn LiveVerdict(name: String, first: Option<VerdictView>) -> impl IntoView {
     let tick = RwSignal::new(0u64);
     #[cfg(feature = "hydrate")]
     {
@@ -106,7 +106,7 @@ fn LiveVerdict(name: String, first: Option<Verdict>) -> impl IntoView {
             on_cleanup(move || handle.clear());
         }
     }
-    let fresh = RwSignal::new(None::<Option<Verdict>>);
+    let fresh = RwSignal::new(None::<Option<VerdictView>>);
     Effect::new(move |_| {
         if tick.get() == 0 {
             return;
@@ -121,37 +121,33 @@ fn LiveVerdict(name: String, first: Option<Verdict>) -> impl IntoView {
     move || verdict_view(fresh.get().unwrap_or_else(|| first.clone()))
 }
 
-fn verdict_view(verdict: Option<Verdict>) -> impl IntoView {
+fn verdict_view(verdict: Option<VerdictView>) -> impl IntoView {
     let Some(v) = verdict else {
         return view! { <p class="verdict" data-test="verdict">"Verdict: none (the store is unreachable or there is no canary)."</p> }.into_any();
     };
-    let label = match v.outcome {
-        Outcome::Pass => "passing",
-        Outcome::Fail => "failing: the plan rolls back",
-        Outcome::Inconclusive => "inconclusive: waiting for more canary traffic",
-        Outcome::NoData => "no data yet",
-    };
-    let rate = |r: u64, e: u64| {
-        if r == 0 {
-            "—".to_string()
-        } else {
-            format!("{:.2}%", 100.0 * e as f64 / r as f64)
-        }
-    };
-    let ms = |x: Option<f64>| x.map_or("—".to_string(), |x| format!("{x:.1} ms"));
     view! {
-        <div class="verdict" data-test="verdict" data-outcome=format!("{:?}", v.outcome).to_lowercase()>
-            <p><strong>{format!("Verdict on this step: {label}")}</strong></p>
-            <table>
-                <thead><tr><th scope="col">"Version"</th><th scope="col">"Requests"</th><th scope="col">"5xx"</th><th scope="col">"5xx rate"</th><th scope="col">"p95"</th><th scope="col">"p99"</th></tr></thead>
-                <tbody>
-                    <tr><th scope="row">"canary"</th><td>{v.canary.requests}</td><td>{v.canary.errors}</td><td>{rate(v.canary.requests, v.canary.errors)}</td><td>{ms(v.canary.p95_ms)}</td><td>{ms(v.canary.p99_ms)}</td></tr>
-                    <tr><th scope="row">"stable"</th><td>{v.stable.requests}</td><td>{v.stable.errors}</td><td>{rate(v.stable.requests, v.stable.errors)}</td><td>{ms(v.stable.p95_ms)}</td><td>{ms(v.stable.p99_ms)}</td></tr>
-                </tbody>
-            </table>
-            <p>{v.reason.clone()}</p>
+        <div class="verdict" data-test="verdict" data-outcome=v.outcome>
+            <p><strong>{format!("Verdict on this step: {}", v.label)}</strong></p>
+            <p data-test="verdict-reason">{v.reason}</p>
+            {v.tables.into_iter().map(text_table).collect_view()}
         </div>
     }.into_any()
+}
+
+fn text_table(t: TextTable) -> impl IntoView {
+    view! {
+        <table data-test=t.test>
+            <caption>{t.caption}</caption>
+            <thead><tr>{t.head.into_iter().map(|h| view! { <th scope="col">{h}</th> }).collect_view()}</tr></thead>
+            <tbody>
+                {t.rows.into_iter().map(|row| {
+                    let mut cells = row.into_iter();
+                    let first = cells.next().unwrap_or_default();
+                    view! { <tr><th scope="row">{first}</th>{cells.map(|c| view! { <td>{c}</td> }).collect_view()}</tr> }
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
 }
 
 fn plan_controls(c: &PolicyConfig, plan: &Plan, csrf: String) -> impl IntoView {

@@ -31,6 +31,8 @@ pub struct AppState {
     pub store_metrics: Arc<StoreMetrics>,
     /// Traffic sections built in the last second, served again while nothing changed.
     pub traffic_pages: Arc<crate::ssr::traffic_pages::TrafficPages>,
+    /// Plans' verdicts, computed once per change of the traffic in memory.
+    pub verdicts: Arc<crate::ssr::plans::Verdicts>,
 }
 
 /// The store is unreachable: since when, and how old the snapshot pages and routing use is.

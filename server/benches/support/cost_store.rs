@@ -165,6 +165,7 @@ impl TrafficStore for CostStore {
             }
             let light = ReplicaMinute {
                 policies: Default::default(),
+                detail: Default::default(),
                 ..doc.clone()
             };
             s.by_position.entry(position).or_default().push(light);

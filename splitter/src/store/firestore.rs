@@ -48,6 +48,9 @@ struct ReplicaMinuteDoc {
     seq: i64,
     written_at: i64,
     policies: String,
+    /// [`ReplicaMinute::detail`] as JSON; absent when empty (and in older documents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
     #[serde(with = "firestore::serialize_as_timestamp")]
     expire_at: FirestoreInstant,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,6 +68,8 @@ impl From<&ReplicaMinute> for ReplicaMinuteDoc {
             seq: i64::try_from(m.seq).unwrap_or(i64::MAX),
             written_at: m.written_at,
             policies: serde_json::to_string(&m.policies).expect("traffic always serialises"),
+            detail: (!m.detail.is_empty())
+                .then(|| serde_json::to_string(&m.detail).expect("traffic always serialises")),
             expire_at: m.expires_at(),
             stored_at: None,
         }
@@ -80,6 +85,14 @@ impl ReplicaMinuteDoc {
                 key: key.clone(),
                 detail: e.to_string(),
             })?;
+        let detail = match &self.detail {
+            Some(d) => serde_json::from_str(d).map_err(|e| Error::Corrupt {
+                store: "firestore",
+                key: key.clone(),
+                detail: e.to_string(),
+            })?,
+            None => Default::default(),
+        };
         let stored_at = self.stored_at.map_or(0, |t| t.as_microsecond());
         Ok(StoredMinute {
             doc: ReplicaMinute {
@@ -90,6 +103,7 @@ impl ReplicaMinuteDoc {
                 seq: u64::try_from(self.seq).unwrap_or(0),
                 written_at: self.written_at,
                 policies,
+                detail,
             },
             stored_at,
         })

@@ -1,0 +1,380 @@
+//! The tenant-aware comparison behind a verdict: the cohorts that moved to the canary at this
+//! step against their own traffic before it, corrected by the change the unmoved cohorts saw in
+//! the same minutes (difference-in-differences), with a variance that holds when tenants differ.
+//!
+//! Units: a **cell** is one cohort's requests in one minute. For a count metric (5xx, requests
+//! slower than a threshold) the moved cohorts' excess in minute *t* is
+//! `x_t = Σ_moved (hits − requests × (r_k + Δ_t))`, where `r_k` is cohort *k*'s own rate before the
+//! step and `Δ_t` the unmoved cohorts' change in minute *t* against their own rates before it.
+//! The estimate is `Σ x_t / Σ requests`; its variance sums the squared residuals of every cell
+//! (a burst of one tenant, or an incident, widens it instead of looking like evidence), never
+//! less than chance alone gives at the tested margin, plus the noise of every `r_k` estimated
+//! from the baseline minutes.
+
+use crate::cohort::{buckets_of, Counts, Detail, COHORTS};
+use std::collections::BTreeMap;
+
+/// The count metrics a step is judged on.
+pub const METRICS: usize = 3;
+pub const ERRORS: usize = 0;
+pub const SLOW_P95: usize = 1;
+pub const SLOW_P99: usize = 2;
+
+/// A cohort's part in the comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// On stable before the step, on the canary since: what is judged.
+    Moved,
+    /// On the same version before and since (stable, or canary from an earlier step): the
+    /// control for what changed in the same minutes.
+    Unmoved,
+    /// Split by the share, or on both versions before the step: left out.
+    Out,
+}
+
+/// What the judge reads from the minutes: roles, baselines and cells.
+pub struct Data {
+    pub roles: Vec<Role>,
+    /// The version each cohort is read on since the step.
+    version: Vec<Option<bool>>,
+    /// Per cohort: the baseline's accumulators per metric.
+    pre: Vec<Pre>,
+    /// Each post-step minute's cells: (minute index, cohort, requests, hits per metric).
+    cells: Vec<Cell>,
+    pub post_minutes: usize,
+    /// Latency buckets above which a request is slow (stable's p95 and p99 before the step).
+    pub slow_after: [Option<usize>; 2],
+    /// Totals: moved before (on stable) and since (on the canary), unmoved before and since.
+    pub moved_before: Counts,
+    pub moved_after: Counts,
+    pub unmoved_before: Counts,
+    pub unmoved_after: Counts,
+    /// Moved cohorts with no request before the step: their requests since.
+    pub unbaselined_requests: u64,
+    /// Requests per minute: (moved, unmoved) before the step and since (minute index order).
+    pub volume_before: Vec<(f64, f64)>,
+    pub volume_after: Vec<(f64, f64)>,
+}
+
+#[derive(Clone, Default)]
+struct Pre {
+    n: f64,
+    nn: f64,
+    x: [f64; METRICS],
+    xx: [f64; METRICS],
+    xn: [f64; METRICS],
+}
+
+impl Pre {
+    fn rate(&self, m: usize) -> f64 {
+        if self.n > 0.0 {
+            self.x[m] / self.n
+        } else {
+            0.0
+        }
+    }
+
+    /// The variance of [`Pre::rate`]: from the minutes' residuals, never below chance's.
+    fn rate_variance(&self, m: usize) -> f64 {
+        if self.n <= 0.0 {
+            return 0.0;
+        }
+        let r = self.rate(m);
+        let residual = self.xx[m] - 2.0 * r * self.xn[m] + r * r * self.nn;
+        let floor_rate = r.max(0.5 / self.n).min(1.0);
+        residual.max(self.n * floor_rate * (1.0 - floor_rate)) / (self.n * self.n)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Cell {
+    minute: usize,
+    cohort: usize,
+    n: f64,
+    x: [f64; METRICS],
+}
+
+fn hits(c: &Counts, slow_after: &[Option<usize>; 2]) -> [f64; METRICS] {
+    let slow = |b: Option<usize>| b.map_or(0.0, |b| c.above(b) as f64);
+    [c.errors as f64, slow(slow_after[0]), slow(slow_after[1])]
+}
+
+/// The minutes of a step, read: `pre` and `post` are the baseline's and the step's minutes
+/// (`post` starts with the minute the share changed in); `share` in basis points.
+pub fn read(
+    detail: &BTreeMap<i64, Detail>,
+    pre: std::ops::RangeInclusive<i64>,
+    post: std::ops::RangeInclusive<i64>,
+    canary: &str,
+    stable: &str,
+    share: u16,
+) -> Data {
+    let n = usize::from(COHORTS);
+    let by = |d: &'_ Detail, v: &str| d.cohorts.get(v).cloned().unwrap_or_default();
+    // Which versions served each cohort before the step, and stable's latency then.
+    let mut seen = vec![(false, false); n];
+    let mut stable_latency = Counts::default();
+    for d in detail.range(pre.clone()).map(|(_, d)| d) {
+        for (c, counts) in by(d, stable) {
+            seen[usize::from(c)].0 = true;
+            stable_latency.add(&counts);
+        }
+        for (c, _) in by(d, canary) {
+            seen[usize::from(c)].1 = true;
+        }
+    }
+    let slow_after = [0.95, 0.99].map(|q| quantile_bucket(&stable_latency, q));
+    let mut roles = vec![Role::Out; n];
+    let mut version = vec![None; n];
+    for k in 0..n {
+        let (first, end) = buckets_of(k as u16);
+        let (inside, outside) = (end <= share, first >= share);
+        (roles[k], version[k]) = match seen[k] {
+            (true, false) if inside => (Role::Moved, Some(true)),
+            (true, false) if outside => (Role::Unmoved, Some(false)),
+            (false, true) if inside => (Role::Unmoved, Some(true)),
+            (false, false) if inside => (Role::Moved, Some(true)),
+            _ => (Role::Out, None),
+        };
+    }
+    let mut data = Data {
+        roles,
+        version,
+        pre: vec![Pre::default(); n],
+        cells: Vec::new(),
+        post_minutes: 0,
+        slow_after,
+        moved_before: Counts::default(),
+        moved_after: Counts::default(),
+        unmoved_before: Counts::default(),
+        unmoved_after: Counts::default(),
+        unbaselined_requests: 0,
+        volume_before: Vec::new(),
+        volume_after: Vec::new(),
+    };
+    for d in detail.range(pre).map(|(_, d)| d) {
+        let mut volume = (0.0, 0.0);
+        for k in 0..n {
+            let Some(on_canary) = data.version[k] else {
+                continue;
+            };
+            // Before the step, moved cohorts were on stable.
+            let v = if data.roles[k] == Role::Moved {
+                stable
+            } else if on_canary {
+                canary
+            } else {
+                stable
+            };
+            let Some(c) = d.cohorts.get(v).and_then(|m| m.get(&(k as u16))) else {
+                continue;
+            };
+            let x = hits(c, &data.slow_after);
+            let p = &mut data.pre[k];
+            let cn = c.requests as f64;
+            p.n += cn;
+            p.nn += cn * cn;
+            for m in 0..METRICS {
+                p.x[m] += x[m];
+                p.xx[m] += x[m] * x[m];
+                p.xn[m] += x[m] * cn;
+            }
+            if data.roles[k] == Role::Moved {
+                data.moved_before.add(c);
+                volume.0 += cn;
+            } else {
+                data.unmoved_before.add(c);
+                volume.1 += cn;
+            }
+        }
+        data.volume_before.push(volume);
+    }
+    for (i, (_, d)) in detail.range(post).enumerate() {
+        data.post_minutes = i + 1;
+        let mut volume = (0.0, 0.0);
+        for k in 0..n {
+            let Some(on_canary) = data.version[k] else {
+                continue;
+            };
+            let v = if on_canary { canary } else { stable };
+            let Some(c) = d.cohorts.get(v).and_then(|m| m.get(&(k as u16))) else {
+                continue;
+            };
+            let moved = data.roles[k] == Role::Moved;
+            if moved {
+                data.moved_after.add(c);
+                volume.0 += c.requests as f64;
+            } else {
+                data.unmoved_after.add(c);
+                volume.1 += c.requests as f64;
+            }
+            if data.pre[k].n <= 0.0 {
+                if moved {
+                    data.unbaselined_requests += c.requests;
+                }
+                continue;
+            }
+            data.cells.push(Cell {
+                minute: i,
+                cohort: k,
+                n: c.requests as f64,
+                x: hits(c, &data.slow_after),
+            });
+        }
+        data.volume_after.push(volume);
+    }
+    data
+}
+
+/// The latency bucket holding the `q` quantile of `c`'s requests.
+fn quantile_bucket(c: &Counts, q: f64) -> Option<usize> {
+    let total: u64 = c.latency.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = (q * total as f64).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, &n) in c.latency.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            return Some(c.from + i);
+        }
+    }
+    None
+}
+
+/// One metric's comparison.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// The moved cohorts' rate before the step (their own baseline) and since.
+    pub before: f64,
+    pub after: f64,
+    /// The unmoved cohorts' change over the same minutes (each against its own baseline).
+    pub control_change: f64,
+    /// The moved cohorts' change beyond the control's: what the canary is blamed for.
+    pub excess: f64,
+    pub se: f64,
+    /// Requests the estimate rests on (moved, since the step) and their expected hits at
+    /// zero excess.
+    pub requests: f64,
+    pub hits: f64,
+    pub expected: f64,
+}
+
+/// The difference-in-differences estimate of metric `m` and its standard error, with the
+/// chance floor taken at `margin` (the null being tested).
+pub fn estimate(data: &Data, m: usize, margin: f64) -> Option<Estimate> {
+    let t = data.post_minutes;
+    // Per minute: unmoved (hits, expected, requests), moved (hits, expected, requests).
+    let mut minute = vec![[0.0f64; 6]; t];
+    for c in &data.cells {
+        let r = data.pre[c.cohort].rate(m);
+        let slot = &mut minute[c.minute];
+        let o = if data.roles[c.cohort] == Role::Moved {
+            3
+        } else {
+            0
+        };
+        slot[o] += c.x[m];
+        slot[o + 1] += c.n * r;
+        slot[o + 2] += c.n;
+    }
+    let delta: Vec<f64> = minute
+        .iter()
+        .map(|s| {
+            if s[2] > 0.0 {
+                (s[0] - s[1]) / s[2]
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let weight: Vec<f64> = minute
+        .iter()
+        .map(|s| if s[2] > 0.0 { s[5] / s[2] } else { 0.0 })
+        .collect();
+    let (hits, base, requests) = minute
+        .iter()
+        .fold((0.0, 0.0, 0.0), |a, s| (a.0 + s[3], a.1 + s[4], a.2 + s[5]));
+    if requests <= 0.0 {
+        return None;
+    }
+    let shift: f64 = minute.iter().zip(&delta).map(|(s, d)| s[5] * d).sum();
+    let excess = (hits - base - shift) / requests;
+    let variance = variance(data, m, &delta, &weight, excess.max(margin), excess);
+    let control_change = shift / requests;
+    Some(Estimate {
+        before: base / requests,
+        after: hits / requests,
+        control_change,
+        excess,
+        se: variance.sqrt() / requests,
+        requests,
+        hits,
+        expected: base + shift,
+    })
+}
+
+/// Var(Σ x_t): every cell's residual (floored by chance at rate + `floor_excess`), and every
+/// baseline rate's noise, moved and unmoved.
+fn variance(
+    data: &Data,
+    m: usize,
+    delta: &[f64],
+    weight: &[f64],
+    floor_excess: f64,
+    fit: f64,
+) -> f64 {
+    let n = usize::from(COHORTS);
+    let (mut moved, mut moved_floor, mut control, mut control_floor) = (0.0, 0.0, 0.0, 0.0);
+    let mut moved_requests = vec![0.0f64; n];
+    let mut control_weighted = vec![0.0f64; n];
+    for c in &data.cells {
+        let r = data.pre[c.cohort].rate(m) + delta[c.minute];
+        if data.roles[c.cohort] == Role::Moved {
+            let residual = c.x[m] - c.n * (r + fit);
+            let p = (r + floor_excess).clamp(0.0, 1.0);
+            moved += residual * residual;
+            moved_floor += c.n * p * (1.0 - p);
+            moved_requests[c.cohort] += c.n;
+        } else {
+            let w = weight[c.minute];
+            let residual = c.x[m] - c.n * r;
+            let p = r.clamp(0.0, 1.0);
+            control += w * w * residual * residual;
+            control_floor += w * w * c.n * p * (1.0 - p);
+            control_weighted[c.cohort] += w * c.n;
+        }
+    }
+    let baselines: f64 = (0..n)
+        .map(|k| {
+            let scale = moved_requests[k] + control_weighted[k];
+            scale * scale * data.pre[k].rate_variance(m)
+        })
+        .sum();
+    moved.max(moved_floor) + control.max(control_floor) + baselines
+}
+
+/// The moved cohorts' request share since the step against before it, relative (−0.05: 5 %
+/// fewer requests than their share before predicts), with its standard error (minutes as
+/// clusters). The minute the share changed in is left out (the moved cohorts' part of it
+/// before the change is on stable). `None` without both groups in both periods.
+pub fn share_change(data: &Data) -> Option<(f64, f64)> {
+    let sum = |v: &[(f64, f64)]| v.iter().fold((0.0, 0.0), |a, x| (a.0 + x.0, a.1 + x.1));
+    let (m0, u0) = sum(&data.volume_before);
+    let after = data.volume_after.get(1..)?;
+    let (m1, u1) = sum(after);
+    if m0 <= 0.0 || u0 <= 0.0 || u1 <= 0.0 || after.is_empty() {
+        return None;
+    }
+    let ratio = m0 / u0;
+    let expected = ratio * u1;
+    let change = (m1 - expected) / expected;
+    let cluster =
+        |v: &[(f64, f64)], fit: f64| -> f64 { v.iter().map(|(m, u)| (m - fit * u).powi(2)).sum() };
+    // Chance alone: Poisson counts on both sides.
+    let after_var = cluster(after, ratio * (1.0 + change)).max(m1 + ratio * ratio * u1);
+    let before_var = cluster(&data.volume_before, ratio).max(m0 + ratio * ratio * u0) / (u0 * u0);
+    let variance = after_var + u1 * u1 * before_var;
+    Some((change, variance.sqrt() / expected))
+}
