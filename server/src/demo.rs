@@ -1,8 +1,9 @@
 //! A demo service behind the routing layer, so that the load generator (and anyone trying the
 //! dashboard) can send traffic that shows up per version: `ANY /demo/{policy}[/…]` with
 //! `X-Tenant-ID`. Query parameters make canary misbehave on purpose:
-//! `canary_error_rate` (0–1, share of canary requests answered 503), `latency_ms` and
-//! `canary_latency_ms` (mean handler time, 0–5000, jittered ±50 %).
+//! `canary_error_rate` (0–1, share of canary requests answered 503), `error_rate` (0–1, share
+//! of requests of *either* version answered 503: a tenant that fails whatever it is served),
+//! `latency_ms` and `canary_latency_ms` (mean handler time, 0–5000, jittered ±50 %).
 
 use crate::ServerState;
 use app::ssr::state::AppState;
@@ -60,6 +61,7 @@ async fn only_demo_policies(req: axum::extract::Request, next: axum::middleware:
 #[serde(deny_unknown_fields)]
 pub struct DemoQuery {
     canary_error_rate: Option<f64>,
+    error_rate: Option<f64>,
     latency_ms: Option<u64>,
     canary_latency_ms: Option<u64>,
 }
@@ -93,13 +95,15 @@ async fn serve(
                 .into_response()
         }
     };
-    let rate = q.canary_error_rate.unwrap_or(0.0);
-    if !(0.0..=1.0).contains(&rate) {
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({ "error": format!("canary_error_rate: {rate} must be between 0 and 1") })),
-        )
-            .into_response();
+    let (rate, both) = (q.canary_error_rate.unwrap_or(0.0), q.error_rate.unwrap_or(0.0));
+    for (field, r) in [("canary_error_rate", rate), ("error_rate", both)] {
+        if !(0.0..=1.0).contains(&r) {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "error": format!("{field}: {r} must be between 0 and 1") })),
+            )
+                .into_response();
+        }
     }
     for (field, ms) in [
         ("latency_ms", q.latency_ms),
@@ -127,7 +131,7 @@ async fn serve(
     }
     let body =
         json!({ "routed": true, "version": d.version, "canary": d.is_canary, "reason": d.reason });
-    if d.is_canary && next_uniform() < rate {
+    if (d.is_canary && next_uniform() < rate) || next_uniform() < both {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
     Json(body).into_response()

@@ -31,6 +31,10 @@ pub struct LoadArgs {
     /// Share of canary requests the demo service answers with 503 (0–1).
     #[arg(long, default_value_t = 0.0)]
     pub canary_error_rate: f64,
+    /// Share of the heaviest tenant's (`tenant-1`'s) requests answered 503 on either version
+    /// (0–1): a customer that fails whatever it is served.
+    #[arg(long, default_value_t = 0.0)]
+    pub heaviest_error_rate: f64,
     /// Mean handler time for every request, in ms, 0–5000 (jittered ±50 %).
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
@@ -67,6 +71,12 @@ impl LoadArgs {
         }
         if !(0.0..=5.0).contains(&self.zipf) {
             return Err(format!("--zipf: {} is outside 0–5", self.zipf));
+        }
+        if !(0.0..=1.0).contains(&self.heaviest_error_rate) {
+            return Err(format!(
+                "--heaviest-error-rate: {} is outside 0–1",
+                self.heaviest_error_rate
+            ));
         }
         if !(0.0..=1.0).contains(&self.canary_error_rate) {
             return Err(format!(
@@ -256,12 +266,16 @@ pub async fn run(args: &LoadArgs) -> Result<LoadReport, String> {
                 }
                 let policy = &args.policy
                     [(rng.uniform() * args.policy.len() as f64) as usize % args.policy.len()];
-                let tenant = format!("tenant-{}", zipf.rank(rng.uniform()));
+                let rank = zipf.rank(rng.uniform());
+                let tenant = format!("tenant-{rank}");
                 let mut url = base.clone();
                 url.set_path(&format!("/demo/{policy}"));
                 {
                     let mut q = url.query_pairs_mut();
                     q.append_pair("canary_error_rate", &args.canary_error_rate.to_string());
+                    if rank == 1 && args.heaviest_error_rate > 0.0 {
+                        q.append_pair("error_rate", &args.heaviest_error_rate.to_string());
+                    }
                     q.append_pair("latency_ms", &args.latency_ms.to_string());
                     if let Some(ms) = args.canary_latency_ms {
                         q.append_pair("canary_latency_ms", &ms.to_string());
@@ -321,6 +335,7 @@ mod tests {
             tenants: 10,
             zipf: 1.0,
             canary_error_rate: 0.0,
+            heaviest_error_rate: 0.0,
             latency_ms: 0,
             canary_latency_ms: None,
             concurrency: 1,
@@ -332,6 +347,9 @@ mod tests {
         let mut bad = args("http://127.0.0.1:1");
         bad.canary_error_rate = 1.5;
         assert!(bad.validate().unwrap_err().contains("--canary-error-rate"));
+        let mut heavy = args("http://127.0.0.1:1");
+        heavy.heaviest_error_rate = -0.1;
+        assert!(heavy.validate().unwrap_err().contains("--heaviest-error-rate"));
         let mut slow = args("http://127.0.0.1:1");
         slow.canary_latency_ms = Some(9_000);
         assert!(slow

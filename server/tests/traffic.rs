@@ -71,6 +71,7 @@ fn args(base: &str, policy: &str) -> LoadArgs {
         tenants: 2_000,
         zipf: 1.1,
         canary_error_rate: 0.3,
+        heaviest_error_rate: 0.0,
         latency_ms: 0,
         canary_latency_ms: None,
         concurrency: 8,
@@ -336,6 +337,10 @@ async fn decision_api(base: String) {
             "latency_ms",
         ),
         (r#"{"outcomes": [{"version": "v1"}]}"#, "missing field"),
+        (
+            r#"{"outcomes": [{"version": "v1", "status": 200, "latency_ms": 1, "tenant": "a\u0007b"}]}"#,
+            "outcomes[0].tenant",
+        ),
     ] {
         let (status, body) = send_json(reqwest::Method::POST, &url("outcomes"), bad).await;
         assert_eq!(status, 422, "{bad}");
@@ -347,6 +352,7 @@ async fn decision_api(base: String) {
             "canary_error_rate=1.5",
             "canary_error_rate: 1.5 must be between 0 and 1",
         ),
+        ("error_rate=-1", "error_rate: -1 must be between 0 and 1"),
         ("latency_ms=6000", "latency_ms: 6000 is more than 5000"),
         ("latency_ms=abc", "latency_ms"),
     ] {

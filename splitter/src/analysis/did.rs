@@ -110,17 +110,25 @@ pub fn read(
     share: u16,
 ) -> Data {
     let n = usize::from(COHORTS);
-    let by = |d: &'_ Detail, v: &str| d.cohorts.get(v).cloned().unwrap_or_default();
-    // Which versions served each cohort before the step, and stable's latency then.
+    let keys = |d: &'_ Detail, v: &str| -> Vec<u16> {
+        d.cohorts.get(v).map(|m| m.keys().copied().collect()).unwrap_or_default()
+    };
+    // Which versions served each cohort before the step, and stable's latency then (the
+    // minute of the change included: stable is stable).
     let mut seen = vec![(false, false); n];
     let mut stable_latency = Counts::default();
     for d in detail.range(pre.clone()).map(|(_, d)| d) {
-        for (c, counts) in by(d, stable) {
+        for c in keys(d, stable) {
             seen[usize::from(c)].0 = true;
-            stable_latency.add(&counts);
         }
-        for (c, _) in by(d, canary) {
+        for c in keys(d, canary) {
             seen[usize::from(c)].1 = true;
+        }
+    }
+    let boundary = *pre.end() + 1;
+    for d in detail.range(*pre.start()..=boundary).map(|(_, d)| d) {
+        for counts in d.cohorts.get(stable).into_iter().flat_map(|m| m.values()) {
+            stable_latency.add(counts);
         }
     }
     let slow_after = [0.95, 0.99].map(|q| quantile_bucket(&stable_latency, q));
@@ -153,41 +161,13 @@ pub fn read(
         volume_after: Vec::new(),
     };
     for d in detail.range(pre).map(|(_, d)| d) {
-        let mut volume = (0.0, 0.0);
-        for k in 0..n {
-            let Some(on_canary) = data.version[k] else {
-                continue;
-            };
-            // Before the step, moved cohorts were on stable.
-            let v = if data.roles[k] == Role::Moved {
-                stable
-            } else if on_canary {
-                canary
-            } else {
-                stable
-            };
-            let Some(c) = d.cohorts.get(v).and_then(|m| m.get(&(k as u16))) else {
-                continue;
-            };
-            let x = hits(c, &data.slow_after);
-            let p = &mut data.pre[k];
-            let cn = c.requests as f64;
-            p.n += cn;
-            p.nn += cn * cn;
-            for m in 0..METRICS {
-                p.x[m] += x[m];
-                p.xx[m] += x[m] * x[m];
-                p.xn[m] += x[m] * cn;
-            }
-            if data.roles[k] == Role::Moved {
-                data.moved_before.add(c);
-                volume.0 += cn;
-            } else {
-                data.unmoved_before.add(c);
-                volume.1 += cn;
-            }
-        }
+        let volume = data.baseline_minute(d, canary, stable, false);
         data.volume_before.push(volume);
+    }
+    // In the minute the share changed in, the moved cohorts' stable requests came before the
+    // move: they are baseline too (not for the request share: the minute is split).
+    if let Some(d) = detail.get(post.start()) {
+        data.baseline_minute(d, canary, stable, true);
     }
     for (i, (_, d)) in detail.range(post).enumerate() {
         data.post_minutes = i + 1;
@@ -224,6 +204,46 @@ pub fn read(
         data.volume_after.push(volume);
     }
     data
+}
+
+impl Data {
+    /// Adds one baseline minute (`moved_only`: only the moved cohorts' stable requests) and
+    /// returns its requests (moved, unmoved).
+    fn baseline_minute(&mut self, d: &Detail, canary: &str, stable: &str, moved_only: bool) -> (f64, f64) {
+        let mut volume = (0.0, 0.0);
+        for k in 0..self.roles.len() {
+            let Some(on_canary) = self.version[k] else {
+                continue;
+            };
+            let moved = self.roles[k] == Role::Moved;
+            if moved_only && !moved {
+                continue;
+            }
+            // Before the step, moved cohorts were on stable.
+            let v = if moved || !on_canary { stable } else { canary };
+            let Some(c) = d.cohorts.get(v).and_then(|m| m.get(&(k as u16))) else {
+                continue;
+            };
+            let x = hits(c, &self.slow_after);
+            let p = &mut self.pre[k];
+            let cn = c.requests as f64;
+            p.n += cn;
+            p.nn += cn * cn;
+            for m in 0..METRICS {
+                p.x[m] += x[m];
+                p.xx[m] += x[m] * x[m];
+                p.xn[m] += x[m] * cn;
+            }
+            if moved {
+                self.moved_before.add(c);
+                volume.0 += cn;
+            } else {
+                self.unmoved_before.add(c);
+                volume.1 += cn;
+            }
+        }
+        volume
+    }
 }
 
 /// The latency bucket holding the `q` quantile of `c`'s requests.
