@@ -15,7 +15,11 @@ use splitter::{Actor, BasisPoints, NewPolicy, Operation, PolicyName, Request, Ve
 use std::sync::Arc;
 use std::time::Duration;
 
-async fn state(n: usize, plans: bool, dir: &std::path::Path) -> app::ssr::state::AppState {
+async fn state(
+    n: usize,
+    plans: bool,
+    dir: &std::path::Path,
+) -> (app::ssr::state::AppState, Vec<ReplicaMinute>) {
     let store = Arc::new(EmbeddedStore::open(dir.join("canary.redb")).unwrap());
     let settings = server::testing::quiet("bench");
     let state = server::app_state(store.clone(), store, settings)
@@ -87,7 +91,7 @@ async fn state(n: usize, plans: bool, dir: &std::path::Path) -> app::ssr::state:
         }
         d
     };
-    state.traffic.apply((now - 30..=now + 14).map(|minute| {
+    let docs: Vec<ReplicaMinute> = (now - 30..=now + 14).map(|minute| {
         ReplicaMinute {
             minute,
             replica: "bench".into(),
@@ -110,15 +114,16 @@ async fn state(n: usize, plans: bool, dir: &std::path::Path) -> app::ssr::state:
                 .collect(),
             detail: policies.iter().map(|p| (p.clone(), detail(minute))).collect(),
         }
-    }));
-    state
+    }).collect();
+    state.traffic.apply(docs.iter().cloned());
+    (state, docs)
 }
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (d0, d1) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let without = rt.block_on(state(1000, false, d0.path()));
-    let with = rt.block_on(state(1000, true, d1.path()));
+    let (without, _) = rt.block_on(state(1000, false, d0.path()));
+    let (with, docs) = rt.block_on(state(1000, true, d1.path()));
     // 14 minutes into the first 15-minute step.
     let now = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(14);
     assert!(
@@ -136,11 +141,37 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| server::controller::tick(&with, now))
     });
+    // The last complete minute written again (what changes a verdict's input, about once a
+    // minute; flushes of the still-filling minute do not): every verdict computed afresh.
+    let last = minute_of(now) - 1;
+    let rewrite: Vec<ReplicaMinute> = docs.iter().filter(|d| d.minute == last).cloned().collect();
+    assert_eq!(rewrite.len(), 1);
     g.bench_function("tick_1000_running_plans_after_new_traffic", |b| {
         b.to_async(&rt).iter(|| {
-            with.traffic.apply([]);
+            with.traffic.apply(rewrite.iter().cloned());
             server::controller::tick(&with, now)
         })
+    });
+    // Its parts for one policy: reading its minutes by cohort from memory, and judging them.
+    let config = with.config("policy-0000").unwrap();
+    let (_, entered) = config.plan.as_ref().unwrap().step_entered().unwrap();
+    let from = minute_of(entered) - 30;
+    let to = minute_of(now);
+    g.bench_function("one_policy_detail_from_memory", |b| {
+        b.iter(|| with.traffic.detail("policy-0000", from, to))
+    });
+    let detail = with.traffic.detail("policy-0000", from, to);
+    let step = splitter::analysis::Step {
+        canary: "v2",
+        stable: "v1",
+        share: 500,
+        entered: entered.as_second(),
+        now: now.as_second(),
+        steps: 4,
+    };
+    let guards = splitter::analysis::Guards::default();
+    g.bench_function("one_policy_judge", |b| {
+        b.iter(|| splitter::analysis::judge(&detail, &step, &guards))
     });
     g.finish();
 }

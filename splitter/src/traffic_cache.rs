@@ -38,6 +38,8 @@ struct State {
 struct Flush {
     seq: u64,
     written_at: i64,
+    /// The cache's generation when this flush last changed.
+    generation: u64,
     shards: BTreeMap<u32, Minute>,
     /// The same shards' detail by tenant ([`crate::cohort`]).
     details: BTreeMap<u32, BTreeMap<String, Detail>>,
@@ -48,6 +50,7 @@ impl Flush {
         Flush {
             seq,
             written_at,
+            generation: 0,
             shards: BTreeMap::new(),
             details: BTreeMap::new(),
         }
@@ -72,6 +75,7 @@ impl TrafficCache {
     pub fn apply(&self, docs: impl IntoIterator<Item = ReplicaMinute>) {
         let mut state = self.state.lock().unwrap();
         state.generation += 1;
+        let generation = state.generation;
         for doc in docs {
             let key = (doc.minute, doc.replica.clone());
             let flush = state
@@ -84,6 +88,7 @@ impl TrafficCache {
             if doc.seq > flush.seq {
                 *flush = Flush::new(doc.seq, doc.written_at);
             }
+            flush.generation = generation;
             flush.shards.insert(doc.shard, doc.policies);
             if doc.detail.is_empty() {
                 flush.details.remove(&doc.shard);
@@ -185,6 +190,20 @@ impl TrafficCache {
             }
         }
         out
+    }
+
+    /// When minutes `from..=to` last changed (a generation, as [`TrafficCache::generation`]
+    /// counts; 0 if they hold nothing): a result computed from only these minutes is still exact
+    /// while this stays the same, whatever happens to other minutes.
+    pub fn generation_of(&self, from: i64, to: i64) -> u64 {
+        let state = self.state.lock().unwrap();
+        let range = (from, String::new())..(to.saturating_add(1), String::new());
+        state
+            .flushes
+            .range(range)
+            .map(|(_, f)| f.generation)
+            .max()
+            .unwrap_or(0)
     }
 
     /// `policy`'s traffic by tenant ([`crate::cohort`]) in minutes `from..=to`, replicas summed.
@@ -307,8 +326,12 @@ mod tests {
         );
         assert_eq!(some["c"], all["c"]);
         let g = cache.generation();
+        let (g10, g12) = (cache.generation_of(10, 11), cache.generation_of(12, 12));
         cache.apply([doc(12, "r1", 2, 0, "c", 7)]);
         assert!(cache.generation() > g, "a change moves the generation");
+        assert_eq!(cache.generation_of(10, 11), g10, "minutes 10–11 did not change");
+        assert!(cache.generation_of(12, 12) > g12);
+        assert_eq!(cache.generation_of(40, 50), 0);
     }
 
     #[test]

@@ -4,14 +4,14 @@
 use super::state::AppState;
 use crate::model::{TextTable, VerdictView};
 use splitter::analysis::{judge, Comparison, Hurt, Outcome, Side, Step, Verdict};
-use splitter::traffic::minute_of;
 use splitter::PolicyConfig;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Verdicts computed since the traffic in memory last changed: the controller's ticks and every
-/// open policy page ask for the same one, and it is recomputed only when the cache's
-/// generation, the policy's revision, or the set of complete minutes changes.
+/// Verdicts computed since the minutes they read last changed: the controller's ticks and every
+/// open policy page ask for the same one, and it is recomputed only when the policy's revision,
+/// the last complete minute, or what the cache holds for the judged minutes changes (a flush
+/// of the still-filling minute does not count: the verdict reads complete minutes only).
 #[derive(Default)]
 pub struct Verdicts(Mutex<HashMap<String, (Key, Verdict)>>);
 
@@ -43,7 +43,7 @@ pub fn verdict(state: &AppState, config: &PolicyConfig, now: jiff::Timestamp) ->
     };
     let (pre, post) = step.minutes(&plan.guards);
     let key = Key {
-        generation: state.traffic.generation(),
+        generation: state.traffic.generation_of(*pre.start(), *post.end()),
         revision: config.revision,
         complete: *post.end(),
     };
@@ -53,9 +53,7 @@ pub fn verdict(state: &AppState, config: &PolicyConfig, now: jiff::Timestamp) ->
             return Some(v.clone());
         }
     }
-    let detail = state
-        .traffic
-        .detail(name, *pre.start(), (*post.end()).max(minute_of(now)));
+    let detail = state.traffic.detail(name, *pre.start(), *post.end());
     let v = judge(&detail, &step, &plan.guards);
     let mut memo = state.verdicts.0.lock().unwrap();
     memo.retain(|_, (k, _)| k.complete >= key.complete - 60);

@@ -172,14 +172,8 @@ pub fn read(
     for (i, (_, d)) in detail.range(post).enumerate() {
         data.post_minutes = i + 1;
         let mut volume = (0.0, 0.0);
-        for k in 0..n {
-            let Some(on_canary) = data.version[k] else {
-                continue;
-            };
-            let v = if on_canary { canary } else { stable };
-            let Some(c) = d.cohorts.get(v).and_then(|m| m.get(&(k as u16))) else {
-                continue;
-            };
+        // Each cohort is read on the version it has since the step.
+        for (k, c) in data.read_on(d, canary, stable, |on_canary| on_canary) {
             let moved = data.roles[k] == Role::Moved;
             if moved {
                 data.moved_after.add(c);
@@ -207,32 +201,60 @@ pub fn read(
 }
 
 impl Data {
+    /// The cohorts of `d` with a role, each with its counts on the version `on(its version
+    /// since the step)` says (true: the canary); only the cohorts present are visited.
+    fn read_on<'d>(
+        &self,
+        d: &'d Detail,
+        canary: &str,
+        stable: &str,
+        on: impl Fn(bool) -> bool,
+    ) -> Vec<(usize, &'d Counts)> {
+        self.read_on_at(d, canary, stable, |_, v| on(v))
+    }
+
+    fn read_on_at<'d>(
+        &self,
+        d: &'d Detail,
+        canary: &str,
+        stable: &str,
+        on: impl Fn(usize, bool) -> bool,
+    ) -> Vec<(usize, &'d Counts)> {
+        let mut out = Vec::new();
+        for (version, is_canary) in [(stable, false), (canary, true)] {
+            for (&k, c) in d.cohorts.get(version).into_iter().flatten() {
+                let k = usize::from(k);
+                if let Some(Some(since)) = self.version.get(k) {
+                    if on(k, *since) == is_canary {
+                        out.push((k, c));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Adds one baseline minute (`moved_only`: only the moved cohorts' stable requests) and
     /// returns its requests (moved, unmoved).
     fn baseline_minute(&mut self, d: &Detail, canary: &str, stable: &str, moved_only: bool) -> (f64, f64) {
         let mut volume = (0.0, 0.0);
-        for k in 0..self.roles.len() {
-            let Some(on_canary) = self.version[k] else {
-                continue;
-            };
+        // Before the step, moved cohorts were on stable (the rest on the version they have).
+        let roles = self.roles.clone();
+        let before = |k: usize, on_canary: bool| on_canary && roles[k] != Role::Moved;
+        for (k, c) in self.read_on_at(d, canary, stable, before) {
             let moved = self.roles[k] == Role::Moved;
             if moved_only && !moved {
                 continue;
             }
-            // Before the step, moved cohorts were on stable.
-            let v = if moved || !on_canary { stable } else { canary };
-            let Some(c) = d.cohorts.get(v).and_then(|m| m.get(&(k as u16))) else {
-                continue;
-            };
             let x = hits(c, &self.slow_after);
             let p = &mut self.pre[k];
             let cn = c.requests as f64;
             p.n += cn;
             p.nn += cn * cn;
-            for m in 0..METRICS {
-                p.x[m] += x[m];
-                p.xx[m] += x[m] * x[m];
-                p.xn[m] += x[m] * cn;
+            for (m, x) in x.iter().enumerate() {
+                p.x[m] += x;
+                p.xx[m] += x * x;
+                p.xn[m] += x * cn;
             }
             if moved {
                 self.moved_before.add(c);
