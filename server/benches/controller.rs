@@ -7,9 +7,9 @@
 //! Run: cargo bench -p server --bench controller
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use splitter::cohort::{Counts, Detail};
 use splitter::plans::{preset, AtEnd};
 use splitter::store::embedded::EmbeddedStore;
-use splitter::cohort::{Counts, Detail};
 use splitter::traffic::{minute_of, ReplicaMinute, VersionTraffic};
 use splitter::{Actor, BasisPoints, NewPolicy, Operation, PolicyName, Request, Version};
 use std::sync::Arc;
@@ -73,7 +73,10 @@ async fn state(
     let cohort = |errors: u64| {
         let mut c = Counts::default();
         for i in 0..50u64 {
-            c.record(if i < errors { 503 } else { 200 }, Duration::from_micros(500 + i * 397));
+            c.record(
+                if i < errors { 503 } else { 200 },
+                Duration::from_micros(500 + i * 397),
+            );
         }
         c
     };
@@ -91,8 +94,8 @@ async fn state(
         }
         d
     };
-    let docs: Vec<ReplicaMinute> = (now - 30..=now + 14).map(|minute| {
-        ReplicaMinute {
+    let docs: Vec<ReplicaMinute> = (now - 30..=now + 14)
+        .map(|minute| ReplicaMinute {
             minute,
             replica: "bench".into(),
             shard: 0,
@@ -112,9 +115,12 @@ async fn state(
                     )
                 })
                 .collect(),
-            detail: policies.iter().map(|p| (p.clone(), detail(minute))).collect(),
-        }
-    }).collect();
+            detail: policies
+                .iter()
+                .map(|p| (p.clone(), detail(minute)))
+                .collect(),
+        })
+        .collect();
     state.traffic.apply(docs.iter().cloned());
     (state, docs)
 }

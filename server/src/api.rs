@@ -2,7 +2,6 @@
 //! writes need `If-Match` with that ETag and answer 409 with the current state when it is stale,
 //! 422 with the field at fault for bad input. Who writes is the authenticated principal.
 
-use splitter::cohort::Who;
 use crate::error::ApiError;
 use app::access::Caller;
 use app::actions::{ActionInput, NewPolicyInput, PolicyAction};
@@ -17,6 +16,7 @@ use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use splitter::cohort::Who;
 use splitter::traffic::Via;
 use splitter::{Actor, AuditEvent, Operation, PolicyConfig, PolicyName, Request, TenantId};
 use std::collections::HashMap;

@@ -95,7 +95,10 @@ async fn serve(
                 .into_response()
         }
     };
-    let (rate, both) = (q.canary_error_rate.unwrap_or(0.0), q.error_rate.unwrap_or(0.0));
+    let (rate, both) = (
+        q.canary_error_rate.unwrap_or(0.0),
+        q.error_rate.unwrap_or(0.0),
+    );
     for (field, r) in [("canary_error_rate", rate), ("error_rate", both)] {
         if !(0.0..=1.0).contains(&r) {
             return (

@@ -349,7 +349,10 @@ mod tests {
         assert!(bad.validate().unwrap_err().contains("--canary-error-rate"));
         let mut heavy = args("http://127.0.0.1:1");
         heavy.heaviest_error_rate = -0.1;
-        assert!(heavy.validate().unwrap_err().contains("--heaviest-error-rate"));
+        assert!(heavy
+            .validate()
+            .unwrap_err()
+            .contains("--heaviest-error-rate"));
         let mut slow = args("http://127.0.0.1:1");
         slow.canary_latency_ms = Some(9_000);
         assert!(slow

@@ -3,10 +3,10 @@
 //! the preset to promotion, a failing one is rolled back with its numbers in the history, two
 //! replicas land exactly one move per step, and a person's rollback mid-hold stops the plan.
 
+use splitter::cohort::{self, Counts, Detail, Heavy};
 use splitter::plans::{preset, AtEnd, Move, Status};
 use splitter::store::embedded::EmbeddedStore;
 use splitter::store::Store;
-use splitter::cohort::{self, Counts, Detail, Heavy};
 use splitter::traffic::{minute_of, ReplicaMinute, VersionTraffic};
 use splitter::{Actor, BasisPoints, NewPolicy, Operation, PolicyName, Request, Version};
 use std::sync::Arc;
@@ -373,7 +373,10 @@ async fn webhooks_hear_of_a_rollback_and_never_block_it() {
         text.starts_with("APX Canary: hooked's canary was rolled back by its plan: 5xx rate: the moved tenants went from"),
         "{text}"
     );
-    assert!(text.contains("most affected: acme ("), "who is hurt: {text}");
+    assert!(
+        text.contains("most affected: acme ("),
+        "who is hurt: {text}"
+    );
     assert_eq!(
         attempts.load(Ordering::SeqCst),
         2,

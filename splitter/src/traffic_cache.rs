@@ -329,7 +329,11 @@ mod tests {
         let (g10, g12) = (cache.generation_of(10, 11), cache.generation_of(12, 12));
         cache.apply([doc(12, "r1", 2, 0, "c", 7)]);
         assert!(cache.generation() > g, "a change moves the generation");
-        assert_eq!(cache.generation_of(10, 11), g10, "minutes 10–11 did not change");
+        assert_eq!(
+            cache.generation_of(10, 11),
+            g10,
+            "minutes 10–11 did not change"
+        );
         assert!(cache.generation_of(12, 12) > g12);
         assert_eq!(cache.generation_of(40, 50), 0);
     }

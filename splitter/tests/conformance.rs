@@ -775,7 +775,14 @@ mod suite {
         }
         // Unknown policies are not recorded.
         let unknown = split.select_version("nope", Some("t-1"));
-        replicas[0].record_at(now, "nope", Who::default(), &unknown, 200, Duration::from_millis(1));
+        replicas[0].record_at(
+            now,
+            "nope",
+            Who::default(),
+            &unknown,
+            200,
+            Duration::from_millis(1),
+        );
         for r in &replicas {
             assert_eq!(r.stats().unflushed_requests, 400);
             assert_eq!(
@@ -801,16 +808,34 @@ mod suite {
         // By tenant, through the store and back: cohorts add up to the versions' totals, and
         // each replica's busiest tenants come back with their counts.
         let detail = &cache.detail("flush-api", now, now)[&now];
-        let sum = |v: &str| detail.cohorts[v].values().map(|c| (c.requests, c.errors)).fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1));
+        let sum = |v: &str| {
+            detail.cohorts[v]
+                .values()
+                .map(|c| (c.requests, c.errors))
+                .fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1))
+        };
         assert_eq!(sum("v2"), (canary, errors));
         assert_eq!(sum("v1").0, stable);
-        assert!(detail.cohorts["v2"].keys().all(|c| *c < 500), "50 % of buckets are cohorts 0–499");
+        assert!(
+            detail.cohorts["v2"].keys().all(|c| *c < 500),
+            "50 % of buckets are cohorts 0–499"
+        );
         assert_eq!(detail.heavy.len(), 2 * splitter::cohort::HEAVY_WRITTEN);
-        assert!(detail.heavy.iter().all(|h| h.counts.requests == 1 && h.tenant.starts_with("t-")));
+        assert!(detail
+            .heavy
+            .iter()
+            .all(|h| h.counts.requests == 1 && h.tenant.starts_with("t-")));
         // More traffic in the same minute: the replica rewrites its whole total, and a reader
         // reads only that one document again.
         let d = split.select_version("flush-api", Some("t-0"));
-        replicas[0].record_at(now, "flush-api", Who::default(), &d, 200, Duration::from_micros(300));
+        replicas[0].record_at(
+            now,
+            "flush-api",
+            Who::default(),
+            &d,
+            200,
+            Duration::from_micros(300),
+        );
         replicas[0].flush(store, now).await.unwrap();
         let read = cache.refresh(store, jiff::Timestamp::now()).await.unwrap();
         assert!(

@@ -26,7 +26,14 @@ async fn counts_survive_a_store_outage() {
     let record = |n: usize| {
         for i in 0..n {
             let d = split.select_version("pay", Some(&format!("t-{i}")));
-            recorder.record_at(now, "pay", Who::default(), &d, 200, Duration::from_millis(2));
+            recorder.record_at(
+                now,
+                "pay",
+                Who::default(),
+                &d,
+                200,
+                Duration::from_millis(2),
+            );
         }
     };
     record(100);
@@ -79,7 +86,14 @@ fn a_full_backlog_drops_the_oldest_minutes_and_counts_them() {
     let d = split.select_version("pay", Some("t-1"));
     for minute in 0..5 {
         for _ in 0..=minute {
-            recorder.record_at(100 + minute, "pay", Who::default(), &d, 200, Duration::from_millis(1));
+            recorder.record_at(
+                100 + minute,
+                "pay",
+                Who::default(),
+                &d,
+                200,
+                Duration::from_millis(1),
+            );
         }
     }
     // Minutes 100 (1 request) and 101 (2 requests) were dropped to stay at 3 minutes.

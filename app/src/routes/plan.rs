@@ -6,8 +6,8 @@ use crate::access::Caller;
 use crate::actions::PolicyAction;
 use crate::components::{ChangeFields, ReadOnly};
 use crate::model::when;
-use leptos::prelude::*;
 use crate::model::{TextTable, VerdictView};
+use leptos::prelude::*;
 use splitter::plans::{AtEnd, Plan, Status};
 use splitter::PolicyConfig;
 
@@ -131,7 +131,8 @@ fn verdict_view(verdict: Option<VerdictView>) -> impl IntoView {
             <p data-test="verdict-reason">{v.reason}</p>
             {v.tables.into_iter().map(text_table).collect_view()}
         </div>
-    }.into_any()
+    }
+    .into_any()
 }
 
 fn text_table(t: TextTable) -> impl IntoView {

@@ -126,9 +126,15 @@ fn groups_table(c: &Comparison) -> TextTable {
             .map(String::from)
             .to_vec(),
         rows: vec![
-            row(format!("moved ({} cohorts), on the canary since", m.cohorts), &m.after),
+            row(
+                format!("moved ({} cohorts), on the canary since", m.cohorts),
+                &m.after,
+            ),
             row("moved, on stable before".into(), &m.before),
-            row(format!("not moved ({} cohorts), since", u.cohorts), &u.after),
+            row(
+                format!("not moved ({} cohorts), since", u.cohorts),
+                &u.after,
+            ),
             row("not moved, before".into(), &u.before),
         ],
     }
@@ -146,11 +152,31 @@ fn tests_table(c: &Comparison) -> TextTable {
             let share = t.metric == "request share";
             vec![
                 t.metric.clone(),
-                if share { "—".into() } else { format!("{:.2}%", t.before * 100.0) },
-                if share { "—".into() } else { format!("{:.2}%", t.after * 100.0) },
-                if share { "—".into() } else { points(t.control_change) },
-                if share { format!("{:+.1}%", t.excess * 100.0) } else { points(t.excess) },
-                if share { format!("±{:.1}%", t.margin * 100.0) } else { format!("≤ {:.2}", t.margin * 100.0) },
+                if share {
+                    "—".into()
+                } else {
+                    format!("{:.2}%", t.before * 100.0)
+                },
+                if share {
+                    "—".into()
+                } else {
+                    format!("{:.2}%", t.after * 100.0)
+                },
+                if share {
+                    "—".into()
+                } else {
+                    points(t.control_change)
+                },
+                if share {
+                    format!("{:+.1}%", t.excess * 100.0)
+                } else {
+                    points(t.excess)
+                },
+                if share {
+                    format!("±{:.1}%", t.margin * 100.0)
+                } else {
+                    format!("≤ {:.2}", t.margin * 100.0)
+                },
                 format!("{:.1} of {:.1}", t.evidence, t.bar),
                 (if t.failed { "fails" } else { "holds" }).into(),
             ]
@@ -162,9 +188,18 @@ fn tests_table(c: &Comparison) -> TextTable {
                   the bar it must reach"
             .into(),
         test: "verdict-tests".into(),
-        head: ["Test", "Moved before", "Moved since", "Others' change", "Excess", "Tolerated", "Evidence", "Result"]
-            .map(String::from)
-            .to_vec(),
+        head: [
+            "Test",
+            "Moved before",
+            "Moved since",
+            "Others' change",
+            "Excess",
+            "Tolerated",
+            "Evidence",
+            "Result",
+        ]
+        .map(String::from)
+        .to_vec(),
         rows,
     }
 }
@@ -175,9 +210,15 @@ fn hurt_table(hurt: &[Hurt]) -> TextTable {
                   than their own traffic before the step predicts"
             .into(),
         test: "verdict-hurt".into(),
-        head: ["Tenant", "Requests since", "5xx since", "Excess 5xx", "Excess slow"]
-            .map(String::from)
-            .to_vec(),
+        head: [
+            "Tenant",
+            "Requests since",
+            "5xx since",
+            "Excess 5xx",
+            "Excess slow",
+        ]
+        .map(String::from)
+        .to_vec(),
         rows: hurt
             .iter()
             .map(|h| {

@@ -111,7 +111,10 @@ pub fn read(
 ) -> Data {
     let n = usize::from(COHORTS);
     let keys = |d: &'_ Detail, v: &str| -> Vec<u16> {
-        d.cohorts.get(v).map(|m| m.keys().copied().collect()).unwrap_or_default()
+        d.cohorts
+            .get(v)
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default()
     };
     // Which versions served each cohort before the step, and stable's latency then (the
     // minute of the change included: stable is stable).
@@ -236,7 +239,13 @@ impl Data {
 
     /// Adds one baseline minute (`moved_only`: only the moved cohorts' stable requests) and
     /// returns its requests (moved, unmoved).
-    fn baseline_minute(&mut self, d: &Detail, canary: &str, stable: &str, moved_only: bool) -> (f64, f64) {
+    fn baseline_minute(
+        &mut self,
+        d: &Detail,
+        canary: &str,
+        stable: &str,
+        moved_only: bool,
+    ) -> (f64, f64) {
         let mut volume = (0.0, 0.0);
         // Before the step, moved cohorts were on stable (the rest on the version they have).
         let roles = self.roles.clone();

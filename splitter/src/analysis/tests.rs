@@ -249,7 +249,11 @@ fn the_minute_the_share_changed_in_holds_the_moved_tenants_first_baseline() {
     // Traffic began only in the minute the plan started: before the move, the moved tenants
     // were served by stable in that very minute, and that is their baseline.
     let w = World::new(500, 3);
-    let mut minutes: BTreeMap<i64, Detail> = w.minutes(same).into_iter().filter(|(m, _)| *m >= 30).collect();
+    let mut minutes: BTreeMap<i64, Detail> = w
+        .minutes(same)
+        .into_iter()
+        .filter(|(m, _)| *m >= 30)
+        .collect();
     let first = minutes.get_mut(&30).unwrap();
     let before: BTreeMap<u16, Counts> = (0..50u16).map(|k| (k, counts(200, 1, 20))).collect();
     first.cohorts.get_mut(STABLE).unwrap().extend(before);
