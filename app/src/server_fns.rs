@@ -118,3 +118,16 @@ pub async fn plan_verdict(
         .and_then(|c| crate::ssr::plans::verdict(&state, &c, jiff::Timestamp::now()))
         .map(|v| crate::ssr::plans::view_of(&v)))
 }
+
+/// The simulator's request preview of `share` (empty: today's) for the policy `name`, from the
+/// traffic in memory, as the section's markup; `None`: no such policy, or a share that does not
+/// parse.
+#[server]
+pub async fn request_preview(
+    name: String,
+    #[server(default)] share: String,
+) -> Result<Option<String>, ServerFnError> {
+    let state = expect_context::<crate::ssr::state::AppState>();
+    let now = jiff::Timestamp::now();
+    Ok(crate::ssr::preview::request_preview(&state, &name, &share, now).map(|p| p.html()))
+}

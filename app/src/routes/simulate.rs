@@ -53,11 +53,19 @@ pub fn Simulate() -> impl IntoView {
         |(n, _)| get_policy(n),
     );
     // Owned here, outside the part that re-renders when the store changes, so typing survives.
-    // The share and tenant inputs, and the tenant list as last applied (debounced).
+    // The share and tenant inputs, and the tenant list as last applied (debounced); the share
+    // starts as the query's, so that the request preview below asks for it at once.
     let inputs = (
+        RwSignal::new(query.with_untracked(|q| q.get("share").unwrap_or_default())),
         RwSignal::new(String::new()),
         RwSignal::new(String::new()),
-        RwSignal::new(String::new()),
+    );
+    // The request preview, written on the server from the traffic it holds (markup, so the
+    // page's WASM carries no code for it); asked again as the share changes.
+    let share_input = inputs.0;
+    let preview = ArcResource::new(
+        move || (name(), share_input.get(), crate::live::store_version()),
+        |(n, share, _)| crate::server_fns::request_preview(n, share),
     );
     let caller = crate::components::use_caller();
     let upload = ArcResource::new(
@@ -79,7 +87,7 @@ pub fn Simulate() -> impl IntoView {
                     (q.get("share").unwrap_or_default(), q.get("tenants").unwrap_or_default())
                 });
                 let csrf = caller.csrf.clone().unwrap_or_default();
-                let (page, upload) = (page.clone(), upload.clone());
+                let (page, upload, preview) = (page.clone(), upload.clone(), preview.clone());
                 Suspend::new(async move {
                 let tenants_text = match upload.await {
                     Ok(Some(text)) => text,
@@ -89,7 +97,7 @@ pub fn Simulate() -> impl IntoView {
                 match page.await {
                     Err(e) => view! { <p class="flash error" role="alert">{format!("Cannot read the policy: {e}")}</p> }.into_any(),
                     Ok(None) => view! { <h1>"No such policy"</h1><p><a href="/">"All policies"</a></p> }.into_any(),
-                    Ok(Some(p)) => simulator_view(p.config, share_text, tenants_text, inputs, csrf).into_any(),
+                    Ok(Some(p)) => simulator_view(p.config, share_text, tenants_text, inputs, csrf, preview).into_any(),
                 }
             })}}
         </Transition>
@@ -102,6 +110,7 @@ fn simulator_view(
     tenants_text: String,
     (share_input, tenants_input, applied): (RwSignal<String>, RwSignal<String>, RwSignal<String>),
     csrf: String,
+    preview: ArcResource<Result<Option<String>, ServerFnError>>,
 ) -> impl IntoView {
     let name = config.policy_name.to_string();
     // The server renders the inputs once; once hydrated, every keystroke recomputes. A re-render
@@ -177,6 +186,14 @@ fn simulator_view(
             <input type="hidden" name="csrf" value=csrf/>
             <noscript><button type="submit">"Upload and simulate"</button></noscript>
         </form>
+        // The request preview, rendered on the server (`crate::ssr::preview`). Inside the page's
+        // Transition: while a new share's preview loads, the last one stays.
+        {move || {
+            let preview = preview.clone();
+            Suspend::new(async move {
+                preview.await.ok().flatten().map(|html| view! { <div inner_html=html></div> })
+            })
+        }}
         {results}
     }
 }

@@ -6,6 +6,7 @@ pub mod assets;
 pub mod events;
 pub mod overview;
 pub mod plans;
+pub mod preview;
 pub mod state;
 pub mod traffic;
 pub mod traffic_pages;
