@@ -15,7 +15,13 @@ pub fn spawn(state: AppState, every: Duration, hooks: Webhooks) -> tokio::task::
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
-            run_once(&state, jiff::Timestamp::now(), &hooks).await;
+            // Each pass in its own task: should one ever panic, the next pass still runs.
+            let (state, hooks) = (state.clone(), hooks.clone());
+            let pass =
+                tokio::spawn(async move { run_once(&state, jiff::Timestamp::now(), &hooks).await });
+            if let Err(e) = pass.await {
+                tracing::error!(error = %e, "a plan controller pass failed; the next one runs as usual");
+            }
         }
     })
 }

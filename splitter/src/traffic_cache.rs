@@ -175,7 +175,7 @@ impl TrafficCache {
         self.viewed();
         let state = self.state.lock().unwrap();
         let mut out = PolicyMinutes::default();
-        let range = (from, String::new())..(to.saturating_add(1), String::new());
+        let range = (from, String::new())..(to.saturating_add(1).max(from), String::new());
         for ((minute, _), flush) in state.flushes.range(range) {
             for versions in flush.shards.values().filter_map(|s| s.get(policy)) {
                 let slot = out.minutes.entry(*minute).or_default();
@@ -197,7 +197,7 @@ impl TrafficCache {
     /// while this stays the same, whatever happens to other minutes.
     pub fn generation_of(&self, from: i64, to: i64) -> u64 {
         let state = self.state.lock().unwrap();
-        let range = (from, String::new())..(to.saturating_add(1), String::new());
+        let range = (from, String::new())..(to.saturating_add(1).max(from), String::new());
         state
             .flushes
             .range(range)
@@ -210,7 +210,7 @@ impl TrafficCache {
     pub fn detail(&self, policy: &str, from: i64, to: i64) -> BTreeMap<i64, Detail> {
         let state = self.state.lock().unwrap();
         let mut out: BTreeMap<i64, Detail> = BTreeMap::new();
-        let range = (from, String::new())..(to.saturating_add(1), String::new());
+        let range = (from, String::new())..(to.saturating_add(1).max(from), String::new());
         for ((minute, _), flush) in state.flushes.range(range) {
             for d in flush.details.values().filter_map(|s| s.get(policy)) {
                 out.entry(*minute).or_default().add(d);
@@ -273,7 +273,7 @@ fn add_versions(
 impl State {
     /// The flushes of minutes `from..=to`.
     fn flushes_in(&self, from: i64, to: i64) -> impl Iterator<Item = &Flush> {
-        let range = (from, String::new())..(to.saturating_add(1), String::new());
+        let range = (from, String::new())..(to.saturating_add(1).max(from), String::new());
         self.flushes.range(range).map(|(_, f)| f)
     }
 }

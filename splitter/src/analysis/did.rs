@@ -120,7 +120,7 @@ pub fn read(
     // minute of the change included: stable is stable).
     let mut seen = vec![(false, false); n];
     let mut stable_latency = Counts::default();
-    for d in detail.range(pre.clone()).map(|(_, d)| d) {
+    for d in within(detail, pre.clone()) {
         for c in keys(d, stable) {
             seen[usize::from(c)].0 = true;
         }
@@ -129,7 +129,7 @@ pub fn read(
         }
     }
     let boundary = *pre.end() + 1;
-    for d in detail.range(*pre.start()..=boundary).map(|(_, d)| d) {
+    for d in within(detail, *pre.start()..=boundary) {
         for counts in d.cohorts.get(stable).into_iter().flat_map(|m| m.values()) {
             stable_latency.add(counts);
         }
@@ -163,7 +163,7 @@ pub fn read(
         volume_before: Vec::new(),
         volume_after: Vec::new(),
     };
-    for d in detail.range(pre).map(|(_, d)| d) {
+    for d in within(detail, pre) {
         let volume = data.baseline_minute(d, canary, stable, false);
         data.volume_before.push(volume);
     }
@@ -172,7 +172,7 @@ pub fn read(
     if let Some(d) = detail.get(post.start()) {
         data.baseline_minute(d, canary, stable, true);
     }
-    for (i, (_, d)) in detail.range(post).enumerate() {
+    for (i, d) in within(detail, post.clone()).enumerate() {
         data.post_minutes = i + 1;
         let mut volume = (0.0, 0.0);
         // Each cohort is read on the version it has since the step.
@@ -275,6 +275,18 @@ impl Data {
         }
         volume
     }
+}
+
+/// The minutes of `range` in `detail`, in order; none if the range is empty (a step with no
+/// complete minute yet: `first..=first - 1`).
+pub fn within(
+    detail: &BTreeMap<i64, Detail>,
+    range: std::ops::RangeInclusive<i64>,
+) -> impl Iterator<Item = &Detail> {
+    let range = (range.start() <= range.end()).then_some(range);
+    range
+        .into_iter()
+        .flat_map(move |r| detail.range(r).map(|(_, d)| d))
 }
 
 /// The latency bucket holding the `q` quantile of `c`'s requests.

@@ -537,7 +537,7 @@ fn hurt(
     let (pre, post) = step.minutes(guards);
     let sum = |range: std::ops::RangeInclusive<i64>, version: &str| {
         let mut out: BTreeMap<&str, Counts> = BTreeMap::new();
-        for d in detail.range(range).map(|(_, d)| d) {
+        for d in did::within(detail, range.clone()) {
             for h in d.heavy.iter().filter(|h| h.version == version) {
                 out.entry(h.tenant.as_str()).or_default().add(&h.counts);
             }

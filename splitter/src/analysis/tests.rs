@@ -263,3 +263,21 @@ fn the_minute_the_share_changed_in_holds_the_moved_tenants_first_baseline() {
     assert_eq!(c.moved.before.requests, 50 * 200);
     assert_eq!(c.baseline_minutes, 0, "no whole minute before the step");
 }
+
+#[test]
+fn a_step_without_a_complete_minute_yet_is_judged_without_panicking() {
+    // The share changed a few seconds ago: the step's minutes are `first..=first - 1`.
+    let w = World::new(500, 1);
+    let minutes = w.minutes(same);
+    let step = Step {
+        canary: CANARY,
+        stable: STABLE,
+        share: 500,
+        entered: 30 * 60 + 5,
+        now: 30 * 60 + 20,
+        steps: 4,
+    };
+    let v = judge(&minutes, &step, &Guards::default());
+    assert_eq!(v.outcome, Outcome::NoData, "{}", v.reason);
+    assert_eq!(v.comparison.unwrap().step_minutes, 0);
+}
