@@ -1,17 +1,32 @@
 //! The world simulator's own checks (issue #17, "Measured"), on a small, fast grid: that the
 //! world has the properties it was given (tenant spread, routing, bad canaries), that its
-//! documents are what the real recorder writes, and only what must hold whatever the judge (a
-//! canary failing five times as often is rolled back in most rollouts). The false-rollback
-//! rates themselves are measured, not asserted: `cargo bench -p splitter --bench world`.
+//! documents — version totals and the minute by cohort — are what the real recorder writes,
+//! that memoising the product's verdict changes no look, and the grid's claims on a few fixed
+//! rollouts each: a canary failing five times as often is rolled back by either judge, a
+//! healthy canary among very different tenants is not rolled back by the product's judge, and
+//! one losing requests is paused for a sample-ratio mismatch. The rates themselves are
+//! measured, not asserted: `cargo bench -p splitter --bench world`.
 
 mod world;
 
-use splitter::plans::preset;
+use splitter::cohort::{cohort_of, COHORTS};
+use splitter::plans::Step;
 use splitter::BasisPoints;
+use std::collections::BTreeMap;
 use world::{
-    hold, implied_kappa, run_cell, run_rollout, salt_of, threads, Canary, End, Events, Population,
-    Prepared, Rates, Recording, Rng, WorldSpec,
+    hold, implied_kappa, run_cell, run_rollout, salt_of, threads, Canary, End, Events, Judge,
+    Population, Prepared, Rates, Recording, Rng, WorldSpec, HEAVY, SAMPLE_RATIO,
 };
+
+/// A short plan for the tests: 5 %, 10 %, 50 % for 2 minutes each, 100 % for 1.
+fn short_plan() -> Vec<Step> {
+    [(500, 120), (1_000, 120), (5_000, 120), (10_000, 60)]
+        .map(|(bp, hold_secs)| Step {
+            share: BasisPoints::new(bp).unwrap(),
+            hold_secs,
+        })
+        .to_vec()
+}
 
 #[test]
 fn tenant_rates_have_the_spread_they_were_given() {
@@ -74,7 +89,7 @@ fn a_canary_cohort_fails_at_the_rate_of_the_tenants_routed_to_it() {
     let share = BasisPoints::new(500).unwrap();
     let minutes = 30;
     for rates in [Rates::Equal, Rates::Beta { kappa: 10.0 }] {
-        let spec = WorldSpec::new(1_000.0, rates, Canary::Healthy);
+        let spec = WorldSpec::new(1_000.0, rates, Canary::Healthy).with_judge(Judge::Before);
         let prep = Prepared::new(&spec);
         let (mut z2, mut zsum, mut spread2) = (0.0, 0.0, 0.0);
         let salts = 40;
@@ -134,7 +149,8 @@ fn a_slower_canary_is_slower_by_its_factor_and_a_lossy_one_records_less() {
     for seed in [11u64, 12] {
         let run = |canary| {
             let spec = WorldSpec::new(1_000.0, Rates::Beta { kappa: 50.0 }, canary)
-                .with_tenant_latency_sd(0.4);
+                .with_tenant_latency_sd(0.4)
+                .with_judge(Judge::Before);
             hold(&Prepared::new(&spec), seed, share, 30)
         };
         let (healthy, slow, lossy) = (
@@ -173,56 +189,202 @@ fn a_slower_canary_is_slower_by_its_factor_and_a_lossy_one_records_less() {
     }
 }
 
-/// Whatever the judge, a canary failing five times as often as stable on the same tenants is
-/// rolled back in most rollouts.
+/// The minute by cohort is the version totals split by the real bucket's cohort: it adds up to
+/// them, the canary's cohorts are the share's, each cohort sends what its tenants send, and the
+/// heavy tenants are the busiest.
 #[test]
-fn a_canary_failing_five_times_as_often_is_rolled_back_in_most_rollouts() {
-    for rates in [Rates::Equal, Rates::Beta { kappa: 200.0 }] {
-        let spec = WorldSpec::new(1_000.0, rates, Canary::ErrorsTimes(5.0));
-        let cell = run_cell(&spec, 20, 17, threads());
-        assert_eq!(cell.rollouts, 20);
-        assert!(
-            cell.rolled_back >= 16,
-            "{rates:?}: rolled back {}/20 ({cell:?})",
-            cell.rolled_back
+fn the_minutes_by_cohort_add_up_and_follow_the_tenants_buckets() {
+    let share = BasisPoints::new(500).unwrap();
+    let spec = WorldSpec::new(1_000.0, Rates::Beta { kappa: 50.0 }, Canary::Healthy);
+    let minutes = 4;
+    let held = hold(&Prepared::new(&spec), 3, share, minutes);
+    assert_eq!(held.detail.len(), minutes as usize);
+    // Σ cohorts = the version totals, requests, 5xx and every latency bucket.
+    for (version, totals) in [("v1", &held.stable), ("v2", &held.canary)] {
+        let (mut requests, mut errors) = (0, 0);
+        let mut latency = vec![0u64; totals.latency.len()];
+        for d in held.detail.values() {
+            for c in d.cohorts[version].values() {
+                requests += c.requests;
+                errors += c.errors;
+                assert_eq!(c.latency.iter().sum::<u64>(), c.requests);
+                for (i, n) in c.latency.iter().enumerate() {
+                    latency[c.from + i] += n;
+                }
+            }
+        }
+        assert_eq!(
+            (requests, errors),
+            (totals.requests, totals.errors),
+            "{version}"
         );
-        assert_eq!(cell.timed_out, 0);
+        assert_eq!(latency, totals.latency, "{version}");
+    }
+    // The canary's cohorts are those below the share; each cohort's requests are its tenants'.
+    let mut rate = vec![0.0; usize::from(COHORTS)];
+    for (b, w) in held.buckets.iter().zip(&held.weight) {
+        rate[usize::from(cohort_of(b.get()))] += w;
+    }
+    let (mut z2, mut n) = (0.0, 0.0);
+    let mut seen = BTreeMap::new();
+    for d in held.detail.values() {
+        for (version, cohorts) in &d.cohorts {
+            for (&k, c) in cohorts {
+                assert_eq!(version == "v2", k < 50, "cohort {k} on {version}");
+                *seen.entry(k).or_insert(0u64) += c.requests;
+            }
+        }
+    }
+    for (k, &expected) in rate.iter().enumerate() {
+        let expected = expected * minutes as f64;
+        let got = seen.get(&(k as u16)).copied().unwrap_or(0) as f64;
+        if expected > 0.0 {
+            z2 += (got - expected).powi(2) / expected;
+            n += 1.0;
+        }
+    }
+    assert!(
+        (0.85..1.15).contains(&(z2 / n)),
+        "cohort requests vs their tenants': mean z² {:.2}",
+        z2 / n
+    );
+    // Heavy: at most 10 a replica-minute, tenants drawn one by one, tenant-00000 the busiest.
+    for d in held.detail.values() {
+        assert!(
+            !d.heavy.is_empty() && d.heavy.len() <= 30,
+            "{}",
+            d.heavy.len()
+        );
+        assert!(d
+            .heavy
+            .iter()
+            .all(|h| h.tenant.as_str() < format!("tenant-{HEAVY:05}").as_str()));
+        let top = d.heavy.iter().max_by_key(|h| h.counts.requests).unwrap();
+        assert_eq!(top.tenant, "tenant-00000");
+        let k = usize::from(cohort_of(held.buckets[0].get()));
+        let cohort = &d.cohorts[&top.version][&(k as u16)];
+        assert!(top.counts.requests <= cohort.requests && top.counts.errors <= cohort.errors);
     }
 }
 
+/// Whatever the judge, a canary failing five times as often as stable on the same tenants is
+/// rolled back in most rollouts, half of them within 5 minutes.
+#[test]
+fn a_canary_failing_five_times_as_often_is_rolled_back_by_either_judge() {
+    for judge in [Judge::Before, Judge::After] {
+        for rates in [Rates::Equal, Rates::Beta { kappa: 200.0 }] {
+            let spec = WorldSpec::new(1_000.0, rates, Canary::ErrorsTimes(5.0)).with_judge(judge);
+            let cell = run_cell(&spec, 6, 17, threads());
+            assert_eq!(cell.rollouts, 6);
+            assert!(
+                cell.rolled_back >= 5,
+                "{judge:?} {rates:?}: rolled back {}/6 ({cell:?})",
+                cell.rolled_back
+            );
+            assert!(cell.rollback_minutes(0.5).unwrap() < 5.0, "{cell:?}");
+            assert_eq!(cell.timed_out, 0);
+        }
+    }
+}
+
+/// The product's judge compares the tenants that moved with themselves: a healthy canary among
+/// tenants whose 5xx rates differ a lot (κ = 10) is promoted, never rolled back, in a few fixed
+/// rollouts of a short plan.
+#[test]
+fn a_healthy_canary_among_very_different_tenants_is_promoted_by_the_products_judge() {
+    let spec = WorldSpec::new(1_000.0, Rates::Beta { kappa: 10.0 }, Canary::Healthy)
+        .with_steps(short_plan());
+    let cell = run_cell(&spec, 6, 23, threads());
+    assert_eq!(cell.rolled_back, 0, "{cell:?}");
+    assert_eq!(cell.promoted, 6, "{cell:?}");
+    assert!(
+        cell.premature > 0,
+        "looks before a step's first complete minute are counted"
+    );
+}
+
+/// A canary losing a fifth of its requests before they are recorded pauses the plan for a
+/// sample-ratio mismatch (the product's judge), never promotes.
+#[test]
+fn a_canary_losing_requests_is_paused_for_a_sample_ratio_mismatch() {
+    let spec = WorldSpec::new(1_000.0, Rates::Equal, Canary::Loses(0.2));
+    let cell = run_cell(&spec, 4, 29, threads());
+    assert_eq!(cell.paused_for(SAMPLE_RATIO), 4, "{cell:?}");
+    assert!(cell.paused_within(10 * 60) == 4, "{cell:?}");
+}
+
 /// The direct documents are what real `TrafficRecorder`s write and the cache reads back, and
-/// summing closed minutes once equals reading every minute: all three give the same looks.
+/// memoising (summing closed minutes once, reading complete minutes once) equals reading
+/// every minute at every look: the three give the same looks with either judge, and the same
+/// minutes by cohort.
 #[test]
 fn the_documents_are_what_the_real_recorder_writes() {
-    let base = WorldSpec::new(1_000.0, Rates::Beta { kappa: 50.0 }, Canary::Healthy)
-        .with_events(Events::EVENTFUL)
-        .with_steps(preset(1.0 / 30.0));
-    let run = |recording| {
-        let mut spec = base.clone();
-        spec.recording = recording;
-        spec.trace = true;
-        run_rollout(&Prepared::new(&spec), 5)
-    };
-    let direct = run(Recording::Direct { exact_reads: false });
-    let exact = run(Recording::Direct { exact_reads: true });
-    let recorder = run(Recording::Recorder);
-    assert!(direct.looks.len() > 20, "{} looks", direct.looks.len());
-    assert_eq!(direct.looks, exact.looks);
-    assert_eq!(direct.looks, recorder.looks);
-    assert_eq!(direct.end, recorder.end);
-    // Three replicas, every 10 s each: a look every 3⅓ s.
-    let secs = (direct.looks.last().unwrap().at_ms - direct.looks[0].at_ms) as f64 / 1000.0;
-    let per_10s = (direct.looks.len() - 1) as f64 / secs * 10.0;
-    assert!((2.9..3.1).contains(&per_10s), "{per_10s} looks per 10 s");
-    assert!((0..3).all(|r| direct.looks.iter().any(|l| l.replica == r)));
-    // How it ended is what the config says.
-    match direct.end {
-        End::Promoted { .. } => {
-            assert_eq!(direct.config.stable_version.as_str(), "v2");
-            assert!(direct.config.canary_version.is_none());
+    for judge in [Judge::Before, Judge::After] {
+        let base = WorldSpec::new(100.0, Rates::Beta { kappa: 50.0 }, Canary::Healthy)
+            .with_events(Events::EVENTFUL)
+            .with_steps(short_plan())
+            .with_judge(judge);
+        let run = |recording| {
+            let mut spec = base.clone();
+            spec.recording = recording;
+            spec.trace = true;
+            run_rollout(&Prepared::new(&spec), 5)
+        };
+        let direct = run(Recording::Direct { exact_reads: false });
+        let exact = run(Recording::Direct { exact_reads: true });
+        let recorder = run(Recording::Recorder);
+        assert!(direct.looks.len() > 20, "{} looks", direct.looks.len());
+        assert_eq!(direct.looks, exact.looks, "{judge:?}");
+        assert_eq!(direct.looks, recorder.looks, "{judge:?}");
+        assert_eq!(direct.end, recorder.end);
+        assert_eq!(direct.recorded, recorder.recorded);
+        if judge == Judge::After {
+            assert!(
+                direct.judged < direct.looks_taken / 5,
+                "memoised: {} verdicts for {} looks",
+                direct.judged,
+                direct.looks_taken
+            );
+            assert_eq!(exact.judged, exact.looks_taken - exact.premature);
+            assert!(direct.detail.len() >= 30, "{} minutes", direct.detail.len());
+            let cohorts = |r: &world::Rollout| -> Vec<_> {
+                r.detail
+                    .iter()
+                    .map(|(m, d)| (*m, d.cohorts.clone()))
+                    .collect()
+            };
+            assert_eq!(cohorts(&direct), cohorts(&recorder));
+            assert_eq!(cohorts(&direct), cohorts(&exact));
+            // The sketch keeps the busiest tenant of every minute too.
+            for (m, d) in &direct.detail {
+                let top = |d: &splitter::cohort::Detail| {
+                    d.heavy
+                        .iter()
+                        .max_by_key(|h| h.counts.requests)
+                        .map(|h| h.tenant.clone())
+                };
+                assert_eq!(top(d), top(&recorder.detail[m]), "minute {m}");
+            }
         }
-        End::RolledBack { .. } => assert!(direct.config.rolled_back),
-        End::Paused { .. } => assert!(direct.config.plan.as_ref().unwrap().active()),
-        End::TimedOut => panic!("a rollout never ended"),
+        // Three replicas, every 10 s each: a look every 3⅓ s.
+        let (End::Promoted { after_secs }
+        | End::RolledBack { after_secs }
+        | End::Paused { after_secs }) = direct.end
+        else {
+            panic!("a rollout never ended");
+        };
+        let per_10s = direct.looks_taken as f64 / after_secs as f64 * 10.0;
+        assert!((2.9..3.1).contains(&per_10s), "{per_10s} looks per 10 s");
+        assert!((0..3).all(|r| direct.looks.iter().any(|l| l.replica == r)));
+        // How it ended is what the config says.
+        match direct.end {
+            End::Promoted { .. } => {
+                assert_eq!(direct.config.stable_version.as_str(), "v2");
+                assert!(direct.config.canary_version.is_none());
+            }
+            End::RolledBack { .. } => assert!(direct.config.rolled_back),
+            End::Paused { .. } => assert!(direct.config.plan.as_ref().unwrap().active()),
+            End::TimedOut => panic!("a rollout never ended"),
+        }
     }
 }

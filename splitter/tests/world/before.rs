@@ -1,4 +1,5 @@
-//! Judging a canary against stable over the same minutes: pure functions (minutes and guards
+//! The judge before issue #17, kept verbatim (test-only) so the world simulator can measure it
+//! side by side with the product's analysis. Judging a canary against stable over the same minutes: pure functions (minutes and guards
 //! in, a verdict with its numbers out), no clock and no I/O, so they are tested exhaustively on
 //! simulated traffic.
 //!
@@ -18,8 +19,8 @@
 //! - **Too little traffic** (fewer canary requests than `min_requests`) is inconclusive, never a
 //!   pass or a fail; no traffic at all is "no data".
 
-use crate::traffic::VersionTraffic;
 use serde::{Deserialize, Serialize};
+use splitter::traffic::VersionTraffic;
 use std::collections::BTreeMap;
 
 /// What a plan tolerates before it rolls back.
@@ -223,7 +224,7 @@ fn latency_regression(
 
 /// Requests of each version in the latency buckets above the one holding stable's `q` quantile.
 fn slower_than(canary: &VersionTraffic, stable: &VersionTraffic, q: f64) -> Option<(u64, u64)> {
-    let at = crate::traffic::latency_bucket(stable.quantile(q)?);
+    let at = splitter::traffic::latency_bucket(stable.quantile(q)?);
     let above = |t: &VersionTraffic| t.latency.iter().skip(at + 1).sum::<u64>();
     Some((above(canary), above(stable)))
 }

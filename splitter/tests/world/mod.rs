@@ -1,9 +1,13 @@
 //! A world simulator for canary rollouts (issue #17, "Measured"): tenants with their own
 //! volumes, error rates and latencies, routed by the product's real bucketing, served by three
-//! replicas that record minutes of traffic in the product's own document model, and judged by
-//! the product's real judge and plan controller decision at the controller's cadence.
+//! replicas that record minutes of traffic in the product's own document model (version totals
+//! *and* the same minute by cohort and heaviest tenants), and judged at the controller's cadence
+//! by either judge: the product's tenant-aware [`splitter::analysis::judge`]
+//! ([`Judge::After`]) or the one before issue #17, kept in [`before`] ([`Judge::Before`]). Both
+//! run in the same world: the same seeds give the same tenants, salt, phases, bursts and traffic
+//! until the two judges decide differently.
 //!
-//! The generator is written from the world it describes, not from the judge's statistics:
+//! The generator is written from the world it describes, not from either judge's statistics:
 //!
 //! - **Tenants** ([`Population`]): `tenants` ids `tenant-00000…` in rank order; tenant `i`
 //!   sends `requests_per_minute × (i+1)^-zipf / H` requests a minute (Zipf; `H` normalises).
@@ -13,45 +17,76 @@
 //!   tenant exactly as stable does: same rate, same latency.
 //! - **Requests**: every tenant's requests arrive as a Poisson stream, each failing
 //!   independently at the tenant's current rate, each taking a lognormal latency around the
-//!   tenant's median (log-sd `request_latency_sd`). A version's traffic is the superposition of
-//!   the streams of the tenants routed to it — a Poisson stream of rate Σλ, with Σλp failures —
-//!   so each 5-second slice of each replica is drawn per version and per latency bucket, which
-//!   is *exactly* that superposition (not an approximation of it), at a fraction of the cost of
-//!   drawing 10 000 tenants every slice. The one approximation: a failed request's latency
-//!   bucket is drawn from the version's request-weighted latency mixture (not its
-//!   failure-weighted one); tenant medians are snapped to a 0.01 log-unit grid (±0.5 %).
+//!   tenant's median (log-sd `request_latency_sd`). The [`HEAVY`] busiest tenants are drawn one
+//!   by one; the others are drawn per *cohort* (the product's unit, [`splitter::cohort`]: the
+//!   tenants of 10 neighbouring buckets) and version: a superposition of Poisson streams is the
+//!   Poisson stream of rate Σλ with Σλp failures, so a cohort-minute's 5xx are Poisson(Σλp) and
+//!   its successes Poisson(Σλ(1−p)), *exactly*. Each request's latency bucket is drawn from its
+//!   tenant's lognormal (a heavy tenant) or its cohort's mixture of its tenants' lognormals
+//!   (request-weighted, precomputed per routing); the one approximation: a failed request of a
+//!   cohort takes the request-weighted mixture, not the failure-weighted one (the same when the
+//!   tenants' rates are equal); tenant medians are snapped to a 0.01 log-unit grid (±0.5 %).
+//!   Each request also draws its replica (a third each: Poisson splitting is exact) and the
+//!   5-second slice of the minute it arrives in. A minute is drawn when it begins; when a tick
+//!   changes the routing, the slices not yet served are drawn again with the new routing (a
+//!   Poisson process has no memory, so this is exact too).
 //! - **Routing**: the real [`splitter::bucket`] of each tenant under the policy's salt (one salt
 //!   per rollout, so every rollout has its own fixed canary cohort), decided by the real
-//!   [`splitter::decision::evaluate`] against the config's current share.
+//!   [`splitter::decision::evaluate`] against the config's current share. No tenant is pinned.
+//! - **Warm-up**: the policy exists with its canary version at 0 % for `warmup_minutes` (30:
+//!   [`Guards::baseline_minutes`]) before the plan starts, so the first step has its baseline.
 //! - **Events** ([`Events`]): a top-`top` tenant failing at `error_rate` for one minute, about
-//!   every `every_minutes` (a Bernoulli draw each minute); diurnal load `1 + A sin(2πt/1 day + φ)`
-//!   with a random phase; a shared upstream incident once per step (starting uniformly within
-//!   the step's hold) that fails an extra `error_rate` of *every* request of both versions for
-//!   `minutes`.
+//!   every `every_minutes` (a Bernoulli draw each minute; its extra 5xx go to its own stream,
+//!   so to its cohort); diurnal load `1 + A sin(2πt/1 day + φ)` with a random phase; a shared
+//!   upstream incident once per step (starting uniformly within the step's hold) that fails an
+//!   extra `error_rate` of *every* request of both versions for `minutes`.
 //! - **Bad canaries** ([`Canary`]): k × each tenant's 5xx rate; latencies × f (so every quantile,
 //!   p95 too, is f ×); "at the margin": each tenant's rate × (1 + max(error_margin / μ,
 //!   error_margin_relative)) from the plan's own [`Guards`]; a canary that loses a fraction of
 //!   its requests before they are recorded.
-//! - **Replicas and recording**: `replicas` replicas each serve a third of every stream; each
-//!   keeps running totals per minute and flushes every `flush_every_ms` (own phase) a
-//!   [`ReplicaMinute`] with a growing `seq`, exactly as [`splitter::recorder::TrafficRecorder`]
-//!   does, into one real [`TrafficCache`] (the shared stored data). [`Recording::Recorder`]
-//!   replays every request through real `TrafficRecorder`s and a store instead (slow; the smoke
-//!   test checks the two give identical verdicts).
-//! - **Judging**: each replica ticks every `plan_every_ms` on its own phase (staggered by a third);
-//!   a tick does what `server/src/controller.rs` + `app/src/ssr/plans.rs::verdict` do: the
-//!   plan's step minutes from the cache, [`sum_versions`], [`judge`] with the plan's guards and
-//!   [`splitter::plans::Plan::looks`], [`next_move`], and the move through the real
-//!   [`splitter::ops::plan`]. A rollback by any replica ends the rollout.
+//! - **Replicas and recording**: `replicas` replicas each keep running totals per minute and
+//!   flush every `flush_every_ms` (own phase) a [`ReplicaMinute`] with a growing `seq` into one
+//!   real [`TrafficCache`] (the shared stored data), as [`splitter::recorder::TrafficRecorder`]
+//!   does. A flush while the minute is still filling carries its version totals (what the
+//!   judge before reads, partial minute included); the first flush after the minute ends carries
+//!   its totals and its [`Detail`]: per version, per cohort of the tenant's real bucket,
+//!   [`Counts`] with latency histograms, and `heavy`, the 10 busiest (tenant, version) pairs of
+//!   that replica-minute by requests (exactly, among the [`HEAVY`] tenants drawn one by one: a
+//!   tenant below them sends too little to be among the 10). The recorder writes its detail on
+//!   every flush; the product's judge reads only complete minutes, whose last flush is this one.
+//!   With [`Judge::Before`] the detail is not built (nothing reads it; the draws are the same).
+//!   [`Recording::Recorder`] replays every request through real `TrafficRecorder`s (their
+//!   Space-Saving sketch picks the heavy tenants) and a store instead (slow; the smoke test
+//!   checks both give identical verdicts and identical cohorts).
+//! - **Judging**: each replica ticks every `plan_every_ms` on its own phase (staggered by a
+//!   third); a tick does what `server/src/controller.rs` + `app/src/ssr/plans.rs::verdict` do,
+//!   then [`next_move`] and the move through the real [`splitter::ops::plan`]. A rollback or a
+//!   pause ends the rollout (a pause with its reason).
+//!   - [`Judge::After`]: `judge(&cache.detail(policy, from, to), &Step { .. }, &plan.guards)`
+//!     with `from = minute_of(entered) − baseline_minutes`. Its verdict depends only on the
+//!     complete minutes (a minute counts once `now ≥ its end + GRACE_SECS`) and the step, so the
+//!     world **memoises** it: a look whose step and last complete minute are those of the
+//!     previous look reuses its verdict (three replicas looking every 10 s compute it about
+//!     once a minute), and each complete minute is read from the cache once
+//!     (`cache.detail(policy, m, m)`) and kept. `Recording::Direct { exact_reads: true }` reads
+//!     `cache.detail(policy, from, minute_of(now))` and judges at every look instead; the smoke
+//!     test checks the looks are identical.
+//!   - [`Judge::Before`]: the step's minutes from `minute_of(since)` to `minute_of(now)` (the
+//!     still-filling minute as flushed so far), [`before::sum_versions`], [`before::judge`] with
+//!     the plan's guards and the old look count (Σ over steps of ⌈hold/60⌉ × 2); closed minutes
+//!     are summed once (`exact_reads`: every minute at every look).
 //! - **Plan**: [`splitter::plans::preset`] (5 % 15 min, 10 % 30 min, 50 % 1 h, 100 % 2 h),
 //!   promote at the end, the default guards.
 
 #![allow(dead_code)]
 
-use splitter::analysis::{judge, sum_versions, Guards, Outcome, Verdict};
+pub mod before;
+
+use splitter::analysis::{self, Guards, Outcome, Side, Verdict};
+use splitter::cohort::{cohort_of, Counts, Detail, Heavy, Who, COHORTS, HEAVY_WRITTEN};
 use splitter::decision::evaluate;
 use splitter::ops::{self, NewPolicy, Operation, Request};
-use splitter::plans::{next_move, preset, AtEnd, Move, Status, Step};
+use splitter::plans::{next_move, preset, AtEnd, Move, Plan, Status, Step};
 use splitter::recorder::TrafficRecorder;
 use splitter::store::TrafficStore;
 use splitter::traffic::{
@@ -59,7 +94,7 @@ use splitter::traffic::{
 };
 use splitter::traffic_cache::TrafficCache;
 use splitter::{Actor, BasisPoints, Bucket, PolicyConfig, PolicyName, Version};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -396,6 +431,20 @@ impl Events {
             error_rate: 0.05,
         }),
     };
+
+    /// Each of [`Events::EVENTFUL`]'s events alone.
+    pub const BURSTS: Events = Events {
+        bursts: Events::EVENTFUL.bursts,
+        ..Events::CALM
+    };
+    pub const DIURNAL: Events = Events {
+        diurnal: Events::EVENTFUL.diurnal,
+        ..Events::CALM
+    };
+    pub const INCIDENT: Events = Events {
+        incident: Events::EVENTFUL.incident,
+        ..Events::CALM
+    };
 }
 
 /// What the canary is.
@@ -434,11 +483,30 @@ impl Canary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recording {
     /// Running totals per replica and minute written as [`ReplicaMinute`]s straight into the
-    /// cache; closed minutes are summed once (`exact_reads`: every look reads every minute).
+    /// cache; complete minutes are read once and the product's verdict is memoised
+    /// (`exact_reads`: every look reads every minute and judges afresh).
     Direct { exact_reads: bool },
     /// Every request through a real [`TrafficRecorder`] per replica, flushed to an in-memory
     /// [`TrafficStore`] that the cache reads ([`TrafficCache::refresh`]) before each look.
     Recorder,
+}
+
+/// Which judge the plan controller runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judge {
+    /// The judge before issue #17 ([`before::judge`]): canary against stable, version totals.
+    Before,
+    /// The product's tenant-aware judge ([`splitter::analysis::judge`]).
+    After,
+}
+
+impl Judge {
+    pub fn label(self) -> &'static str {
+        match self {
+            Judge::Before => "before",
+            Judge::After => "after",
+        }
+    }
 }
 
 /// One cell of the grid: the world, the canary, the plan and the fleet.
@@ -463,6 +531,9 @@ pub struct WorldSpec {
     pub replicas: usize,
     pub plan_every_ms: i64,
     pub flush_every_ms: i64,
+    /// All-stable minutes (canary version set, share 0 %) before the plan starts.
+    pub warmup_minutes: u32,
+    pub judge: Judge,
     pub recording: Recording,
     /// Keep every look's numbers in [`Rollout::looks`] (tests).
     pub trace: bool,
@@ -472,7 +543,8 @@ impl WorldSpec {
     /// The reference world: 10 000 Zipf(1.1) tenants, `canary_per_minute` canary requests a
     /// minute on average at 5 % of tenants (so 20 × that in all), 0.5 % mean 5xx, 20 ms
     /// median latency, tenant latency log-sd 0.2, request log-sd 0.5, the product's preset plan
-    /// (promote at the end), 3 replicas judging every 10 s and flushing every 5 s.
+    /// (promote at the end) after 30 minutes at 0 %, 3 replicas judging every 10 s and flushing
+    /// every 5 s, the product's judge.
     pub fn new(canary_per_minute: f64, rates: Rates, canary: Canary) -> WorldSpec {
         WorldSpec {
             tenants: 10_000,
@@ -490,6 +562,8 @@ impl WorldSpec {
             replicas: 3,
             plan_every_ms: 10_000,
             flush_every_ms: 5_000,
+            warmup_minutes: 30,
+            judge: Judge::After,
             recording: Recording::Direct { exact_reads: false },
             trace: false,
         }
@@ -508,6 +582,16 @@ impl WorldSpec {
     pub fn with_steps(mut self, steps: Vec<Step>) -> WorldSpec {
         self.steps = steps;
         self
+    }
+
+    pub fn with_judge(mut self, judge: Judge) -> WorldSpec {
+        self.judge = judge;
+        self
+    }
+
+    /// Whether replicas build the minute by cohort (nothing reads it with the judge before).
+    fn by_cohort(&self) -> bool {
+        self.judge == Judge::After || self.recording == Recording::Recorder
     }
 
     /// The world in words (not the canary).
@@ -653,12 +737,16 @@ impl Population {
 /// Most latency buckets this simulator handles (the product has 42).
 const MAX_BUCKETS: usize = 48;
 
+/// Below this a latency bucket's probability counts as none.
+const NEGLIGIBLE: f64 = 1e-12;
+
 /// `probs[cell × buckets + b]`: the chance that a request of a tenant in `cell` lands in
-/// latency bucket `b`.
+/// latency bucket `b`; `rows[cell]`: the buckets `lo..=hi` outside which it is negligible.
 pub struct Kernel {
     buckets: usize,
     cells: usize,
     probs: Vec<f64>,
+    rows: Vec<(usize, usize)>,
 }
 
 impl Kernel {
@@ -672,6 +760,7 @@ impl Kernel {
         let cells = (2.0 * span / GRID_STEP).round() as usize + 1;
         let ln_bounds: Vec<f64> = LATENCY_BOUNDS_US.iter().map(|&b| (b as f64).ln()).collect();
         let mut probs = Vec::with_capacity(cells * buckets);
+        let mut rows = Vec::with_capacity(cells);
         for c in 0..cells {
             let x = -span + c as f64 * GRID_STEP;
             let mu = (spec.median_ms * 1000.0 * factor).ln() + x;
@@ -684,12 +773,84 @@ impl Kernel {
                 probs.push((cdf - below).max(0.0));
                 below = cdf;
             }
+            let row = &probs[c * buckets..];
+            let lo = row.iter().position(|&p| p > NEGLIGIBLE).unwrap_or(0);
+            let hi = row.iter().rposition(|&p| p > NEGLIGIBLE).unwrap_or(0);
+            rows.push((lo, hi));
         }
         Kernel {
             buckets,
             cells,
             probs,
+            rows,
         }
+    }
+
+    /// Adds `weight` × cell `c`'s bucket probabilities to `mix`.
+    fn add_to(&self, mix: &mut [f64; MAX_BUCKETS], c: usize, weight: f64) {
+        let (lo, hi) = self.rows[c];
+        let row = &self.probs[c * self.buckets..(c + 1) * self.buckets];
+        for b in lo..=hi {
+            mix[b] += weight * row[b];
+        }
+    }
+}
+
+/// Walker's alias table over the latency buckets a stream can reach: one `u64` draws a bucket.
+#[derive(Clone)]
+struct Alias {
+    lo: u8,
+    n: u8,
+    /// Chance (× 2³²) of keeping column `i` rather than taking its alias.
+    keep: [u32; MAX_BUCKETS],
+    alias: [u8; MAX_BUCKETS],
+}
+
+impl Alias {
+    /// The table of `weights` (any scale); `None` if they are all negligible.
+    fn new(weights: &[f64; MAX_BUCKETS]) -> Option<Alias> {
+        let total: f64 = weights.iter().sum();
+        if total <= 0.0 {
+            return None;
+        }
+        let lo = weights.iter().position(|&w| w / total > NEGLIGIBLE)?;
+        let hi = weights.iter().rposition(|&w| w / total > NEGLIGIBLE)?;
+        let n = hi - lo + 1;
+        let kept: f64 = weights[lo..=hi].iter().sum();
+        let mut scaled: Vec<f64> = weights[lo..=hi]
+            .iter()
+            .map(|w| w / kept * n as f64)
+            .collect();
+        let mut table = Alias {
+            lo: lo as u8,
+            n: n as u8,
+            keep: [u32::MAX; MAX_BUCKETS],
+            alias: std::array::from_fn(|i| i as u8),
+        };
+        let (mut small, mut large): (Vec<usize>, Vec<usize>) =
+            (0..n).partition(|&i| scaled[i] < 1.0);
+        while let (Some(s), Some(&l)) = (small.pop(), large.last()) {
+            table.keep[s] = (scaled[s] * 4_294_967_296.0).min(u32::MAX as f64) as u32;
+            table.alias[s] = l as u8;
+            scaled[l] -= 1.0 - scaled[s];
+            if scaled[l] < 1.0 {
+                large.pop();
+                small.push(l);
+            }
+        }
+        // What is left is 1 up to rounding: kept whole (`keep` stays at its maximum).
+        Some(table)
+    }
+
+    #[inline]
+    fn sample(&self, u: u64) -> usize {
+        let i = (((u >> 32) * u64::from(self.n)) >> 32) as usize;
+        let column = if (u as u32) < self.keep[i] {
+            i
+        } else {
+            usize::from(self.alias[i])
+        };
+        usize::from(self.lo) + column
     }
 }
 
@@ -703,6 +864,12 @@ pub struct Prepared {
 
 impl Prepared {
     pub fn new(spec: &WorldSpec) -> Prepared {
+        assert_eq!(
+            60_000 % spec.flush_every_ms,
+            0,
+            "a minute is a whole number of flush intervals"
+        );
+        assert!(spec.replicas <= 4, "a request's replica takes two bits");
         Prepared {
             stable: Kernel::new(spec, 1.0),
             canary: Kernel::new(spec, spec.canary_latency_factor()),
@@ -710,155 +877,151 @@ impl Prepared {
             spec: spec.clone(),
         }
     }
+
+    fn kernel(&self, version: usize) -> &Kernel {
+        if version == CANARY {
+            &self.canary
+        } else {
+            &self.stable
+        }
+    }
 }
 
-/// One version's rates under the current routing.
-#[derive(Clone, Default)]
-struct SideRates {
-    /// Σλ and Σλp of the tenants routed to it (per minute, diurnal mean).
-    requests: f64,
-    errors: f64,
-    /// Latency bucket probabilities (the tenants' mixture) and their CDF, over `lo..=hi`.
-    probs: Vec<f64>,
-    cdf: Vec<f64>,
-    lo: usize,
-    hi: usize,
-}
+// ---------------------------------------------------------------------------------------------
+// Routing: which version each tenant is on, and the request streams that gives.
+// ---------------------------------------------------------------------------------------------
 
-/// The routing of every tenant and the rates it gives each version.
-struct Cohorts {
-    canary: Vec<bool>,
-    /// Each tenant's 5xx rate on the version it is routed to.
-    rate: Vec<f64>,
-    sides: [SideRates; 2],
-}
+/// Tenants drawn one by one (the busiest, in rank order): the heavy-hitter candidates.
+pub const HEAVY: usize = 50;
 
 const STABLE: usize = 0;
 const CANARY: usize = 1;
 
-impl Cohorts {
+/// One request stream: a heavy tenant, or the other tenants of one cohort on one version.
+struct Stream {
+    version: usize,
+    cohort: u16,
+    /// The heavy tenant's index, if it is one.
+    tenant: Option<usize>,
+    /// Σλ and Σλp of its tenants (per minute, diurnal mean).
+    requests: f64,
+    errors: f64,
+    latency: Option<Alias>,
+    /// Its tenants with their cumulative weights (to name a request's tenant in recorder mode).
+    members: Vec<(f64, usize)>,
+}
+
+/// The routing of every tenant and the streams it gives.
+struct Routing {
+    canary: Vec<bool>,
+    /// Each tenant's 5xx rate on the version it is routed to.
+    rate: Vec<f64>,
+    /// Each tenant's stream.
+    stream: Vec<usize>,
+    streams: Vec<Stream>,
+}
+
+impl Routing {
     fn route(
         prep: &Prepared,
         pop: &Population,
         buckets: &[Bucket],
         config: &PolicyConfig,
-    ) -> Cohorts {
+    ) -> Routing {
         let n = pop.ids.len();
         let mut canary = Vec::with_capacity(n);
         let mut rate = Vec::with_capacity(n);
-        let mut sums = [(0.0f64, 0.0f64); 2];
-        let cells = prep.stable.cells;
-        let mut grid = [vec![0.0f64; cells], vec![0.0f64; cells]];
-        for t in 0..n {
-            let (is_canary, _) = evaluate(config, &pop.ids[t], || buckets[t]);
-            let side = usize::from(is_canary);
+        let mut stream = Vec::with_capacity(n);
+        let mut streams: Vec<Stream> = Vec::new();
+        let mut mixes: Vec<[f64; MAX_BUCKETS]> = Vec::new();
+        // (cohort, version) → the stream of that cohort's light tenants on that version.
+        let mut pooled = vec![usize::MAX; usize::from(COHORTS) * 2];
+        for (t, id) in pop.ids.iter().enumerate() {
+            let (is_canary, _) = evaluate(config, id, || buckets[t]);
+            let version = usize::from(is_canary);
             let p = if is_canary {
                 prep.spec.canary_rate(pop.rate[t], &prep.guards)
             } else {
                 pop.rate[t]
             };
+            let cohort = cohort_of(buckets[t].get());
+            let slot = usize::from(cohort) * 2 + version;
+            let s = if t < HEAVY || pooled[slot] == usize::MAX {
+                streams.push(Stream {
+                    version,
+                    cohort,
+                    tenant: (t < HEAVY).then_some(t),
+                    requests: 0.0,
+                    errors: 0.0,
+                    latency: None,
+                    members: Vec::new(),
+                });
+                mixes.push([0.0; MAX_BUCKETS]);
+                if t >= HEAVY {
+                    pooled[slot] = streams.len() - 1;
+                }
+                streams.len() - 1
+            } else {
+                pooled[slot]
+            };
             let w = pop.weight[t];
-            sums[side].0 += w;
-            sums[side].1 += w * p;
-            grid[side][pop.cell[t]] += w;
+            let st = &mut streams[s];
+            st.requests += w;
+            st.errors += w * p;
+            st.members.push((st.requests, t));
+            prep.kernel(version).add_to(&mut mixes[s], pop.cell[t], w);
             canary.push(is_canary);
             rate.push(p);
+            stream.push(s);
         }
-        let side = |s: usize, kernel: &Kernel| {
-            let nb = kernel.buckets;
-            let mut probs = vec![0.0; nb];
-            if sums[s].0 > 0.0 {
-                for (c, &w) in grid[s].iter().enumerate() {
-                    if w > 0.0 {
-                        let row = &kernel.probs[c * nb..(c + 1) * nb];
-                        for (p, k) in probs.iter_mut().zip(row) {
-                            *p += w * k;
-                        }
-                    }
-                }
-                for p in &mut probs {
-                    *p /= sums[s].0;
-                }
-            }
-            let lo = probs.iter().position(|&p| p > 1e-12).unwrap_or(0);
-            let hi = probs.iter().rposition(|&p| p > 1e-12).unwrap_or(0);
-            let mut acc = 0.0;
-            let total: f64 = probs[lo..=hi].iter().sum();
-            let cdf = probs[lo..=hi]
-                .iter()
-                .map(|p| {
-                    acc += p;
-                    acc / total.max(f64::MIN_POSITIVE)
-                })
-                .collect();
-            SideRates {
-                requests: sums[s].0,
-                errors: sums[s].1,
-                probs,
-                cdf,
-                lo,
-                hi,
-            }
-        };
-        Cohorts {
-            sides: [side(STABLE, &prep.stable), side(CANARY, &prep.canary)],
+        for (st, mix) in streams.iter_mut().zip(&mixes) {
+            st.latency = Alias::new(mix);
+        }
+        Routing {
             canary,
             rate,
+            stream,
+            streams,
         }
     }
 }
 
-/// One version's requests in one slice of one replica, per latency bucket.
+/// A request as drawn: latency bucket (6 bits), failed (1), replica (2), version (1),
+/// cohort (10), heavy tenant + 1 or 0 (6).
 #[derive(Clone, Copy)]
-struct Slice {
-    ok: [u64; MAX_BUCKETS],
-    err: [u64; MAX_BUCKETS],
-}
+struct Packed(u32);
 
-impl Slice {
-    fn draw(rng: &mut Rng, side: &SideRates, ok_mean: f64, err_mean: f64) -> Slice {
-        let mut s = Slice {
-            ok: [0; MAX_BUCKETS],
-            err: [0; MAX_BUCKETS],
-        };
-        if side.requests <= 0.0 {
-            return s;
-        }
-        for b in side.lo..=side.hi {
-            s.ok[b] = rng.poisson(ok_mean * side.probs[b]);
-        }
-        for _ in 0..rng.poisson(err_mean) {
-            let u = rng.uniform();
-            let i = side
-                .cdf
-                .partition_point(|&c| c <= u)
-                .min(side.cdf.len() - 1);
-            s.err[side.lo + i] += 1;
-        }
-        s
+impl Packed {
+    fn stream_bits(s: &Stream) -> u32 {
+        let heavy = s.tenant.map_or(0, |t| t as u32 + 1);
+        (s.version as u32) << 9 | u32::from(s.cohort) << 10 | heavy << 20
     }
 
-    fn requests(&self) -> u64 {
-        self.ok.iter().sum::<u64>() + self.err.iter().sum::<u64>()
+    fn bucket(self) -> usize {
+        (self.0 & 0x3f) as usize
     }
 
-    /// As the recorder would total these requests (each at its bucket's upper bound).
-    fn traffic(&self) -> VersionTraffic {
-        let mut t = VersionTraffic::default();
-        let last = (0..MAX_BUCKETS).rposition(|b| self.ok[b] + self.err[b] > 0);
-        let Some(last) = last else {
-            return t;
-        };
-        t.latency = (0..=last).map(|b| self.ok[b] + self.err[b]).collect();
-        t.requests = t.latency.iter().sum();
-        t.errors = self.err.iter().sum();
-        t.latency_sum_us = t
-            .latency
-            .iter()
-            .enumerate()
-            .map(|(b, &n)| n * representative_us(b))
-            .sum();
-        t
+    fn failed(self) -> bool {
+        self.0 >> 6 & 1 == 1
+    }
+
+    fn replica(self) -> usize {
+        (self.0 >> 7 & 3) as usize
+    }
+
+    fn version(self) -> usize {
+        (self.0 >> 9 & 1) as usize
+    }
+
+    fn cohort(self) -> usize {
+        (self.0 >> 10 & 0x3ff) as usize
+    }
+
+    fn heavy(self) -> Option<usize> {
+        match self.0 >> 20 & 0x3f {
+            0 => None,
+            h => Some(h as usize - 1),
+        }
     }
 }
 
@@ -868,6 +1031,209 @@ fn representative_us(b: usize) -> u64 {
         .get(b)
         .copied()
         .unwrap_or_else(|| LATENCY_BOUNDS_US.last().copied().unwrap_or(0) + 1)
+}
+
+// ---------------------------------------------------------------------------------------------
+// A replica's running totals of one minute.
+// ---------------------------------------------------------------------------------------------
+
+/// One replica's minute: version totals, and (when built) by cohort and for the heavy tenants,
+/// as dense counters that become [`Counts`] when the minute is written whole.
+struct Totals {
+    minute: Option<i64>,
+    /// Requests arrived since the last flush.
+    dirty: bool,
+    /// Per version: requests per latency bucket, and 5xx.
+    versions: [[u64; MAX_BUCKETS]; 2],
+    errors: [u64; 2],
+    by_cohort: bool,
+    /// `(version × COHORTS + cohort) × MAX_BUCKETS + bucket`, and per `version × COHORTS + cohort`.
+    cells: Vec<u32>,
+    cell_requests: Vec<u32>,
+    cell_errors: Vec<u32>,
+    touched: Vec<usize>,
+    /// The same for `version × HEAVY + heavy tenant`.
+    heavy: Vec<u32>,
+    heavy_requests: Vec<u32>,
+    heavy_errors: Vec<u32>,
+    heavy_touched: Vec<usize>,
+}
+
+impl Totals {
+    fn new(by_cohort: bool) -> Totals {
+        let (cells, heavy) = if by_cohort {
+            (usize::from(COHORTS) * 2, HEAVY * 2)
+        } else {
+            (0, 0)
+        };
+        Totals {
+            minute: None,
+            dirty: false,
+            versions: [[0; MAX_BUCKETS]; 2],
+            errors: [0; 2],
+            by_cohort,
+            cells: vec![0; cells * MAX_BUCKETS],
+            cell_requests: vec![0; cells],
+            cell_errors: vec![0; cells],
+            touched: Vec::new(),
+            heavy: vec![0; heavy * MAX_BUCKETS],
+            heavy_requests: vec![0; heavy],
+            heavy_errors: vec![0; heavy],
+            heavy_touched: Vec::new(),
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, r: Packed) {
+        let (v, b, failed) = (r.version(), r.bucket(), u32::from(r.failed()));
+        self.dirty = true;
+        self.versions[v][b] += 1;
+        self.errors[v] += u64::from(failed);
+        if !self.by_cohort {
+            return;
+        }
+        let k = v * usize::from(COHORTS) + r.cohort();
+        if self.cell_requests[k] == 0 {
+            self.touched.push(k);
+        }
+        self.cell_requests[k] += 1;
+        self.cell_errors[k] += failed;
+        self.cells[k * MAX_BUCKETS + b] += 1;
+        if let Some(h) = r.heavy() {
+            let k = v * HEAVY + h;
+            if self.heavy_requests[k] == 0 {
+                self.heavy_touched.push(k);
+            }
+            self.heavy_requests[k] += 1;
+            self.heavy_errors[k] += failed;
+            self.heavy[k * MAX_BUCKETS + b] += 1;
+        }
+    }
+
+    /// Version totals as the recorder keeps them (each request at its bucket's upper bound).
+    fn traffic(&self, v: usize) -> VersionTraffic {
+        let hist = &self.versions[v];
+        let Some(last) = hist.iter().rposition(|&n| n > 0) else {
+            return VersionTraffic::default();
+        };
+        let latency: Vec<u64> = hist[..=last].to_vec();
+        VersionTraffic {
+            requests: latency.iter().sum(),
+            errors: self.errors[v],
+            latency_sum_us: latency
+                .iter()
+                .enumerate()
+                .map(|(b, &n)| n * representative_us(b))
+                .sum(),
+            latency,
+        }
+    }
+
+    /// The minute by tenant, and the dense counters cleared for the next minute.
+    fn take_detail(&mut self, ids: &[String]) -> Detail {
+        fn counts(requests: u32, errors: u32, hist: &mut [u32]) -> Counts {
+            let from = hist.iter().position(|&n| n > 0).unwrap_or(0);
+            let to = hist.iter().rposition(|&n| n > 0).unwrap_or(0);
+            let latency = hist[from..=to].iter().map(|&n| u64::from(n)).collect();
+            hist.fill(0);
+            Counts {
+                requests: u64::from(requests),
+                errors: u64::from(errors),
+                from,
+                latency,
+            }
+        }
+        let mut detail = Detail::default();
+        self.touched.sort_unstable();
+        let cohorts = usize::from(COHORTS);
+        for v in [STABLE, CANARY] {
+            let mine: BTreeMap<u16, Counts> = self
+                .touched
+                .iter()
+                .filter(|&&k| k / cohorts == v)
+                .map(|&k| {
+                    let hist = &mut self.cells[k * MAX_BUCKETS..(k + 1) * MAX_BUCKETS];
+                    let c = counts(self.cell_requests[k], self.cell_errors[k], hist);
+                    ((k % cohorts) as u16, c)
+                })
+                .collect();
+            if !mine.is_empty() {
+                detail.cohorts.insert(version_name(v).to_string(), mine);
+            }
+        }
+        for &k in &self.touched {
+            self.cell_requests[k] = 0;
+            self.cell_errors[k] = 0;
+        }
+        self.touched.clear();
+        // The busiest (tenant, version) pairs, busiest first, ties by name (as the sketch).
+        let mut heavy: Vec<(u32, &str, usize)> = self
+            .heavy_touched
+            .iter()
+            .map(|&k| (self.heavy_requests[k], ids[k % HEAVY].as_str(), k))
+            .collect();
+        heavy.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        let written: Vec<usize> = heavy.iter().take(HEAVY_WRITTEN).map(|h| h.2).collect();
+        for &k in &written {
+            let hist = &mut self.heavy[k * MAX_BUCKETS..(k + 1) * MAX_BUCKETS];
+            detail.heavy.push(Heavy {
+                tenant: ids[k % HEAVY].clone(),
+                version: version_name(k / HEAVY).to_string(),
+                counts: counts(self.heavy_requests[k], self.heavy_errors[k], hist),
+            });
+        }
+        for &k in &self.heavy_touched {
+            self.heavy[k * MAX_BUCKETS..(k + 1) * MAX_BUCKETS].fill(0);
+            self.heavy_requests[k] = 0;
+            self.heavy_errors[k] = 0;
+        }
+        self.heavy_touched.clear();
+        detail
+    }
+
+    /// Ready for another minute (the detail, if built, already taken).
+    fn reset(&mut self) {
+        self.minute = None;
+        self.dirty = false;
+        self.versions = [[0; MAX_BUCKETS]; 2];
+        self.errors = [0; 2];
+    }
+}
+
+fn version_name(v: usize) -> &'static str {
+    if v == STABLE {
+        "v1"
+    } else {
+        "v2"
+    }
+}
+
+/// One replica: its two open minutes (the one filling and the one just ended) and its flushes.
+struct Replica {
+    slots: [Totals; 2],
+    seq: u64,
+}
+
+impl Replica {
+    fn new(by_cohort: bool) -> Replica {
+        Replica {
+            slots: [Totals::new(by_cohort), Totals::new(by_cohort)],
+            seq: 0,
+        }
+    }
+
+    fn minute(&mut self, minute: i64) -> &mut Totals {
+        let slot = &mut self.slots[minute.rem_euclid(2) as usize];
+        if slot.minute != Some(minute) {
+            assert!(
+                slot.minute.is_none(),
+                "minute {:?} was never written whole",
+                slot.minute
+            );
+            slot.minute = Some(minute);
+        }
+        slot
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -936,7 +1302,8 @@ pub enum End {
     RolledBack { after_secs: u64 },
     /// Every step passed: promoted (or holding for a person at the end).
     Promoted { after_secs: u64 },
-    /// Paused: a step had no verdict for twice its hold.
+    /// Paused by the plan (data it cannot trust, or no verdict for twice a step's hold): the
+    /// reason is [`Rollout::reason`].
     Paused { after_secs: u64 },
     /// Still running at [`WorldSpec::limit_ms`] (never expected).
     TimedOut,
@@ -952,7 +1319,9 @@ pub struct Look {
     pub outcome: Outcome,
     pub canary: (u64, u64),
     pub stable: (u64, u64),
-    pub z: Option<f64>,
+    /// The verdict's words, without the tenants it names as most affected (a real recorder's
+    /// sketch may pick other heavy tenants than the exact top 10).
+    pub reason: String,
     pub decided: Option<String>,
 }
 
@@ -962,8 +1331,14 @@ pub struct Rollout {
     pub end: End,
     /// Looks taken (all replicas).
     pub looks_taken: u64,
-    /// What the judge was told it may take ([`splitter::plans::Plan::looks`]).
+    /// What the judge before was told it may take (Σ ⌈hold/60⌉ × 2).
     pub looks_assumed: u32,
+    /// Verdicts computed (the rest were memoised) and the time spent computing them.
+    pub judged: u64,
+    pub judge_time: Duration,
+    /// Looks before the step had a complete minute, where the product's judge panics (not
+    /// called: no verdict).
+    pub premature: u64,
     /// Every look, with [`WorldSpec::trace`].
     pub looks: Vec<Look>,
     /// The verdict's reason for the move that ended the rollout.
@@ -972,36 +1347,54 @@ pub struct Rollout {
     pub recorded: [VersionTraffic; 2],
     /// The configuration at the end.
     pub config: PolicyConfig,
+    /// With [`WorldSpec::trace`] and the product's judge: the complete minutes by tenant it
+    /// read last, replicas summed.
+    pub detail: BTreeMap<i64, Detail>,
 }
 
-/// One replica's recording state (direct mode).
-#[derive(Default)]
-struct ReplicaTotals {
-    minutes: BTreeMap<i64, [VersionTraffic; 2]>,
-    dirty: BTreeSet<i64>,
-    seq: u64,
-}
-
-/// The closed minutes of the current step, summed once (direct mode).
+/// The closed minutes of the current step, summed once (the judge before, direct mode).
 struct ClosedSum {
     from: i64,
     through: i64,
     sum: (VersionTraffic, VersionTraffic),
 }
 
+/// The requests of the minute being served, by the slice they arrive in.
+struct Drawn {
+    minute: i64,
+    start_ms: i64,
+    slices: Vec<Vec<Packed>>,
+    /// Recorder mode: each request's tenant.
+    tenants: Vec<Vec<u32>>,
+}
+
+/// What the product's memoised verdict is keyed on: when the step was entered, its share and
+/// the last complete minute.
+type VerdictKey = (i64, u16, i64);
+
 struct Sim<'a> {
     prep: &'a Prepared,
     pop: Population,
     buckets: Vec<Bucket>,
     config: PolicyConfig,
-    cohorts: Cohorts,
+    routing: Routing,
+    /// The traffic's draws; incidents' starts; which tenant of a cohort a request is for
+    /// (recorder mode only): separate, so the traffic is the same whatever the mode.
     rng: Rng,
-    cache: TrafficCache,
-    replicas: Vec<ReplicaTotals>,
+    events_rng: Rng,
+    names_rng: Rng,
+    drawn: Drawn,
+    means: Vec<(f64, f64)>,
+    replicas: Vec<Replica>,
     recorders: Vec<TrafficRecorder>,
     store: Arc<MemoryTraffic>,
     runtime: Option<tokio::runtime::Runtime>,
+    cache: TrafficCache,
     closed: Option<ClosedSum>,
+    /// The product's judge: complete minutes read so far (each once), and the last verdict.
+    complete: BTreeMap<i64, Detail>,
+    complete_through: i64,
+    memo: Option<(VerdictKey, Verdict)>,
     incidents: Vec<(i64, i64)>,
     /// Minute index (since the start of the simulation) → bursting tenant.
     bursts: BTreeMap<i64, usize>,
@@ -1010,6 +1403,10 @@ struct Sim<'a> {
     plan_start_ms: i64,
     looks: Vec<Look>,
     looks_taken: u64,
+    judged: u64,
+    judge_time: Duration,
+    /// Looks before the step had a complete minute (the product's judge is not called).
+    premature: u64,
     recorded: [VersionTraffic; 2],
     reason: Option<String>,
 }
@@ -1030,18 +1427,70 @@ pub fn salt_of(seed: u64) -> String {
     format!("world-{seed:016x}")
 }
 
+/// The looks the judge before assumed a plan takes (the old `Plan::looks`).
+pub fn old_looks(steps: &[Step]) -> u32 {
+    steps
+        .iter()
+        .map(|s| s.hold_secs.div_ceil(60) * 2)
+        .sum::<u32>()
+        .max(1)
+}
+
+/// The judge before's guards: the same fields of the plan's guards.
+fn old_guards(g: &Guards) -> before::Guards {
+    before::Guards {
+        min_requests: g.min_requests,
+        error_margin: g.error_margin,
+        error_margin_relative: g.error_margin_relative,
+        min_errors: g.min_errors,
+        alpha: g.alpha,
+        slow_margin: g.slow_margin,
+        latency_slack_ms: g.latency_slack_ms,
+    }
+}
+
+/// The judge before's verdict in the product's terms (for [`next_move`]).
+fn from_old(v: before::Verdict) -> Verdict {
+    let side = |s: &before::Side| Side {
+        requests: s.requests,
+        errors: s.errors,
+        p95_ms: s.p95_ms,
+        p99_ms: s.p99_ms,
+    };
+    Verdict {
+        outcome: match v.outcome {
+            before::Outcome::Pass => Outcome::Pass,
+            before::Outcome::Fail => Outcome::Fail,
+            before::Outcome::Inconclusive => Outcome::Inconclusive,
+            before::Outcome::NoData => Outcome::NoData,
+        },
+        canary: side(&v.canary),
+        stable: side(&v.stable),
+        reason: v.reason,
+        comparison: None,
+        hurt: Vec::new(),
+    }
+}
+
+/// A world drawn from `seed`: its tenants, their buckets under the rollout's salt, the rng.
+fn world(spec: &WorldSpec, seed: u64) -> (Population, Vec<Bucket>, String, Rng) {
+    let mut rng = Rng::new(seed);
+    let pop = Population::draw(spec, &mut rng);
+    let salt = salt_of(seed);
+    let buckets = pop.ids.iter().map(|t| splitter::bucket(&salt, t)).collect();
+    (pop, buckets, salt, rng)
+}
+
 /// Runs one rollout of `prep`'s world with `seed` (everything random in it — tenants, salt,
 /// phases, traffic — follows from the seed).
 pub fn run_rollout(prep: &Prepared, seed: u64) -> Rollout {
     let spec = &prep.spec;
-    let mut rng = Rng::new(seed);
-    let pop = Population::draw(spec, &mut rng);
-    let salt = salt_of(seed);
-    let buckets: Vec<Bucket> = pop.ids.iter().map(|t| splitter::bucket(&salt, t)).collect();
-
-    // Simulated time: a minute boundary, the plan starting somewhere in that minute.
+    let (pop, buckets, salt, mut rng) = world(spec, seed);
+    // Simulated time: a minute boundary, the plan starting somewhere in the minute that follows
+    // the warm-up.
     let start_ms = 1_800_000_000_000i64 / 60_000 * 60_000;
-    let plan_start_ms = start_ms + rng.below(60_000) as i64;
+    let plan_start_ms =
+        start_ms + i64::from(spec.warmup_minutes) * 60_000 + rng.below(60_000) as i64;
     let name = PolicyName::new(POLICY).unwrap();
     let create = Request {
         policy: name.clone(),
@@ -1060,7 +1509,7 @@ pub fn run_rollout(prep: &Prepared, seed: u64) -> Rollout {
         .after
         .expect("created");
     let diurnal_phase = rng.uniform() * std::f64::consts::TAU;
-    let total_minutes = spec.limit_ms() / 60_000 + 2;
+    let total_minutes = (plan_start_ms - start_ms + spec.limit_ms()) / 60_000 + 2;
     let mut bursts = BTreeMap::new();
     if let Some(b) = spec.events.bursts {
         for m in 0..total_minutes {
@@ -1069,54 +1518,36 @@ pub fn run_rollout(prep: &Prepared, seed: u64) -> Rollout {
             }
         }
     }
-    let recorder_mode = spec.recording == Recording::Recorder;
-    let cohorts = Cohorts::route(prep, &pop, &buckets, &config);
-    let mut sim = Sim {
-        prep,
-        cohorts,
-        pop,
-        buckets,
-        config,
-        rng,
-        cache: TrafficCache::new(),
-        replicas: (0..spec.replicas)
-            .map(|_| ReplicaTotals::default())
-            .collect(),
-        recorders: if recorder_mode {
-            (0..spec.replicas)
-                .map(|r| {
-                    TrafficRecorder::new(&format!("r{r}"), TrafficRecorder::DEFAULT_MAX_PENDING)
-                })
-                .collect()
-        } else {
-            Vec::new()
-        },
-        store: Arc::new(MemoryTraffic::default()),
-        runtime: recorder_mode.then(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .build()
-                .expect("a runtime")
-        }),
-        closed: None,
-        incidents: Vec::new(),
-        bursts,
-        diurnal_phase,
-        start_ms,
-        plan_start_ms,
-        looks: Vec::new(),
-        looks_taken: 0,
-        recorded: Default::default(),
-        reason: None,
-    };
+    let mut sim = Sim::new(prep, pop, buckets, config, rng, seed, start_ms);
+    sim.bursts = bursts;
+    sim.diurnal_phase = diurnal_phase;
+    sim.plan_start_ms = plan_start_ms;
     let end = sim.run();
+    // What the replicas hold and have not written whole yet counts as recorded too.
+    for replica in &sim.replicas {
+        for totals in replica.slots.iter().filter(|t| t.minute.is_some()) {
+            for v in [STABLE, CANARY] {
+                sim.recorded[v].add(&totals.traffic(v));
+            }
+        }
+    }
+    let detail = if spec.trace {
+        std::mem::take(&mut sim.complete)
+    } else {
+        BTreeMap::new()
+    };
     Rollout {
         end,
         looks_taken: sim.looks_taken,
-        looks_assumed: sim.config.plan.as_ref().map_or(0, |p| p.looks()),
+        looks_assumed: old_looks(&spec.steps),
+        judged: sim.judged,
+        judge_time: sim.judge_time,
+        premature: sim.premature,
         looks: sim.looks,
         reason: sim.reason,
         recorded: sim.recorded,
         config: sim.config,
+        detail,
     }
 }
 
@@ -1128,7 +1559,78 @@ enum Event {
     Tick(usize),
 }
 
-impl Sim<'_> {
+impl<'a> Sim<'a> {
+    fn new(
+        prep: &'a Prepared,
+        pop: Population,
+        buckets: Vec<Bucket>,
+        config: PolicyConfig,
+        rng: Rng,
+        seed: u64,
+        start_ms: i64,
+    ) -> Sim<'a> {
+        let spec = &prep.spec;
+        let recorder_mode = spec.recording == Recording::Recorder;
+        let per_minute = (60_000 / spec.flush_every_ms) as usize;
+        let routing = Routing::route(prep, &pop, &buckets, &config);
+        Sim {
+            prep,
+            pop,
+            buckets,
+            config,
+            routing,
+            rng,
+            events_rng: Rng::new(mix(seed, 0x6576_656e_7473)),
+            names_rng: Rng::new(mix(seed, 0x006e_616d_6573)),
+            drawn: Drawn {
+                minute: minute_of(at(start_ms)),
+                start_ms,
+                slices: vec![Vec::new(); per_minute],
+                tenants: vec![Vec::new(); per_minute],
+            },
+            means: Vec::new(),
+            replicas: if recorder_mode {
+                Vec::new()
+            } else {
+                (0..spec.replicas)
+                    .map(|_| Replica::new(spec.by_cohort()))
+                    .collect()
+            },
+            recorders: if recorder_mode {
+                (0..spec.replicas)
+                    .map(|r| {
+                        TrafficRecorder::new(&format!("r{r}"), TrafficRecorder::DEFAULT_MAX_PENDING)
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            store: Arc::new(MemoryTraffic::default()),
+            runtime: recorder_mode.then(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .expect("a runtime")
+            }),
+            cache: TrafficCache::new(),
+            closed: None,
+            complete: BTreeMap::new(),
+            complete_through: minute_of(at(start_ms)) - 1,
+            memo: None,
+            incidents: Vec::new(),
+            bursts: BTreeMap::new(),
+            diurnal_phase: 0.0,
+            start_ms,
+            plan_start_ms: start_ms,
+            looks: Vec::new(),
+            looks_taken: 0,
+            judged: 0,
+            judge_time: Duration::ZERO,
+            premature: 0,
+            recorded: Default::default(),
+            reason: None,
+        }
+    }
+
     fn spec(&self) -> &WorldSpec {
         &self.prep.spec
     }
@@ -1146,15 +1648,16 @@ impl Sim<'_> {
         let flushes: Vec<i64> = (0..replicas)
             .map(|r| (flush_phase + r as i64 * slice_ms / replicas as i64) % slice_ms)
             .collect();
-        let mut pending: Option<(i64, Vec<[Slice; 2]>)> = None;
         let mut s = self.start_ms;
         loop {
             // The slice that ended now reaches each replica's totals …
-            if let Some((slice_start, slices)) = pending.take() {
-                self.deliver(slice_start, &slices);
+            if s > self.start_ms {
+                self.deliver(s - slice_ms);
             }
-            // … and the next one is served with the routing of now.
-            pending = Some((s, self.serve(s, slice_ms)));
+            // … and a minute that begins now is drawn with the routing of now.
+            if (s - self.start_ms) % 60_000 == 0 {
+                self.draw_minute(s);
+            }
             let mut events: Vec<(i64, Event)> = Vec::new();
             if (s..s + slice_ms).contains(&self.plan_start_ms) {
                 events.push((self.plan_start_ms, Event::StartPlan));
@@ -1207,121 +1710,186 @@ impl Sim<'_> {
         self.step_started(t);
     }
 
-    /// A step began at `t` (its share is set): route again, schedule its incident.
+    /// A step began at `t` (its share is set): route again, draw the slices not yet served
+    /// again, schedule the step's incident.
     fn step_started(&mut self, t: i64) {
-        self.cohorts = Cohorts::route(self.prep, &self.pop, &self.buckets, &self.config);
+        self.routing = Routing::route(self.prep, &self.pop, &self.buckets, &self.config);
         self.closed = None;
+        self.memo = None;
+        let slice = ((t - self.drawn.start_ms) / self.spec().flush_every_ms) as usize;
+        for k in slice + 1..self.drawn.slices.len() {
+            self.drawn.slices[k].clear();
+            self.drawn.tenants[k].clear();
+        }
         let Some(incident) = self.spec().events.incident else {
+            self.draw(slice + 1);
             return;
         };
-        let Some(Status::Running { step, .. }) = self.config.plan.as_ref().map(|p| &p.status)
-        else {
-            return;
-        };
-        let hold_ms = i64::from(self.spec().steps[*step].hold_secs) * 1000;
-        let len_ms = i64::from(incident.minutes) * 60_000;
-        let room = (hold_ms - len_ms).max(0);
-        let begin = t + (self.rng.uniform() * room as f64) as i64;
-        self.incidents.push((begin, begin + len_ms));
+        if let Some(Status::Running { step, .. }) = self.config.plan.as_ref().map(|p| &p.status) {
+            let hold_ms = i64::from(self.spec().steps[*step].hold_secs) * 1000;
+            let len_ms = i64::from(incident.minutes) * 60_000;
+            let room = (hold_ms - len_ms).max(0);
+            let begin = t + (self.events_rng.uniform() * room as f64) as i64;
+            self.incidents.push((begin, begin + len_ms));
+        }
+        self.draw(slice + 1);
     }
 
-    /// Draws one slice of traffic starting at `s` for every replica (stable, canary).
-    fn serve(&mut self, s: i64, slice_ms: i64) -> Vec<[Slice; 2]> {
-        let prep = self.prep;
-        let spec = &prep.spec;
+    /// Draws the minute that begins at `s`.
+    fn draw_minute(&mut self, s: i64) {
+        self.drawn.minute = minute_of(at(s));
+        self.drawn.start_ms = s;
+        for k in 0..self.drawn.slices.len() {
+            self.drawn.slices[k].clear();
+            self.drawn.tenants[k].clear();
+        }
+        self.draw(0);
+    }
+
+    /// Draws the requests of the current minute's slices `from..`, with the routing of now:
+    /// runs of slices alike (inside a shared incident or not) at a time.
+    fn draw(&mut self, from: usize) {
+        let per_minute = self.drawn.slices.len();
+        let slice_ms = self.spec().flush_every_ms;
+        let incident_at = |sim: &Sim, k: usize| {
+            let s = sim.drawn.start_ms + k as i64 * slice_ms;
+            match sim.spec().events.incident {
+                Some(i) if sim.incidents.iter().any(|&(a, b)| (a..b).contains(&s)) => i.error_rate,
+                _ => 0.0,
+            }
+        };
+        let mut k = from;
+        while k < per_minute {
+            let rate = incident_at(self, k);
+            let mut end = k + 1;
+            while end < per_minute && incident_at(self, end) == rate {
+                end += 1;
+            }
+            self.draw_run(k, end, rate);
+            k = end;
+        }
+    }
+
+    /// The means of each stream over a whole minute (`incident`: the extra 5xx rate).
+    fn stream_means(&mut self, incident: f64) {
+        let spec = &self.prep.spec;
         let day = 86_400_000.0;
+        let s = self.drawn.start_ms;
         let load = 1.0
             + spec.events.diurnal
                 * (std::f64::consts::TAU * (s - self.start_ms) as f64 / day + self.diurnal_phase)
                     .sin();
         let minute = (s - self.start_ms).div_euclid(60_000);
-        let incident = spec
-            .events
-            .incident
-            .filter(|_| self.incidents.iter().any(|&(a, b)| (a..b).contains(&s)))
-            .map_or(0.0, |i| i.error_rate);
-        let burst = self.bursts.get(&minute).copied();
-        let per = slice_ms as f64 / 60_000.0 / spec.replicas as f64;
-        let mut means = [(0.0, 0.0); 2];
-        for (v, side) in self.cohorts.sides.iter().enumerate() {
-            let mut requests = side.requests * load;
-            let mut errors = side.errors * load;
-            if let (Some(t), Some(b)) = (burst, spec.events.bursts) {
-                if usize::from(self.cohorts.canary[t]) == v {
-                    let p = self.cohorts.rate[t];
-                    errors += load * self.pop.weight[t] * (b.error_rate.max(p) - p);
-                }
+        let burst = match (self.bursts.get(&minute), spec.events.bursts) {
+            (Some(&t), Some(b)) => {
+                let p = self.routing.rate[t];
+                Some((
+                    self.routing.stream[t],
+                    load * self.pop.weight[t] * (b.error_rate.max(p) - p),
+                ))
             }
-            requests = requests.max(errors);
+            _ => None,
+        };
+        self.means.clear();
+        for (i, st) in self.routing.streams.iter().enumerate() {
+            let requests = st.requests * load;
+            let mut errors = st.errors * load;
+            if let Some((_, extra)) = burst.filter(|b| b.0 == i) {
+                errors += extra;
+            }
+            let requests = requests.max(errors);
             let mut ok = requests - errors;
             errors += incident * ok;
             ok *= 1.0 - incident;
-            if v == CANARY {
+            if st.version == CANARY {
                 ok *= spec.canary_kept();
                 errors *= spec.canary_kept();
             }
-            means[v] = (ok * per, errors * per);
+            self.means.push((ok, errors));
         }
-        (0..spec.replicas)
-            .map(|_| {
-                let stable = Slice::draw(
-                    &mut self.rng,
-                    &self.cohorts.sides[STABLE],
-                    means[0].0,
-                    means[0].1,
-                );
-                let canary = Slice::draw(
-                    &mut self.rng,
-                    &self.cohorts.sides[CANARY],
-                    means[1].0,
-                    means[1].1,
-                );
-                [stable, canary]
-            })
-            .collect()
     }
 
-    fn version(&self, v: usize) -> String {
-        if v == STABLE { "v1" } else { "v2" }.to_string()
-    }
-
-    /// The slice that began at `s` reaches each replica's totals (or its real recorder).
-    fn deliver(&mut self, s: i64, slices: &[[Slice; 2]]) {
-        let minute = minute_of(at(s));
-        for (r, pair) in slices.iter().enumerate() {
-            for (v, slice) in pair.iter().enumerate() {
-                if slice.requests() == 0 {
-                    continue;
-                }
-                let traffic = slice.traffic();
-                self.recorded[v].add(&traffic);
-                if let Some(recorder) = self.recorders.get(r) {
-                    let version = self.version(v);
-                    for b in 0..MAX_BUCKETS {
-                        let latency = Duration::from_micros(representative_us(b));
-                        for (count, status) in [(slice.ok[b], 200), (slice.err[b], 503)] {
-                            for _ in 0..count {
-                                recorder.record_outcome(
-                                    minute,
-                                    POLICY,
-                                    &version,
-                                    status,
-                                    latency,
-                                    Via::Layer,
-                                );
-                            }
-                        }
-                    }
-                } else {
-                    let totals = &mut self.replicas[r];
-                    totals.minutes.entry(minute).or_default()[v].add(&traffic);
-                    totals.dirty.insert(minute);
+    /// Draws slices `from..to` of the current minute: each stream's successes and 5xx
+    /// (Poisson), and each request's latency bucket, replica and slice.
+    fn draw_run(&mut self, from: usize, to: usize, incident: f64) {
+        self.stream_means(incident);
+        let per_minute = self.drawn.slices.len();
+        let fraction = (to - from) as f64 / per_minute as f64;
+        let slices = (to - from) as u64;
+        let replicas = self.prep.spec.replicas as u64;
+        let named = !self.recorders.is_empty();
+        for (st, &(ok, errors)) in self.routing.streams.iter().zip(&self.means) {
+            let Some(latency) = &st.latency else {
+                continue;
+            };
+            let n_ok = self.rng.poisson(ok * fraction);
+            let n = n_ok + self.rng.poisson(errors * fraction);
+            let bits = Packed::stream_bits(st);
+            for i in 0..n {
+                let failed = u32::from(i >= n_ok);
+                let bucket = latency.sample(self.rng.next_u64()) as u32;
+                let w = self.rng.next_u64();
+                let replica = (((w >> 32) * replicas) >> 32) as u32;
+                let k = from + (((w & 0xffff_ffff) * slices) >> 32) as usize;
+                self.drawn.slices[k].push(Packed(bits | bucket | failed << 6 | replica << 7));
+                if named {
+                    let t = st.tenant.unwrap_or_else(|| {
+                        let total = st.members.last().map_or(0.0, |m| m.0);
+                        let u = self.names_rng.uniform() * total;
+                        let i = st.members.partition_point(|m| m.0 <= u);
+                        st.members[i.min(st.members.len() - 1)].1
+                    });
+                    self.drawn.tenants[k].push(t as u32);
                 }
             }
         }
     }
 
-    /// Replica `r` writes every minute it changed since its last flush.
+    /// The slice of the current minute that began at `s` reaches each replica's totals (or its
+    /// real recorder).
+    fn deliver(&mut self, s: i64) {
+        let k = ((s - self.drawn.start_ms) / self.spec().flush_every_ms) as usize;
+        let minute = self.drawn.minute;
+        debug_assert_eq!(minute, minute_of(at(s)));
+        let requests = std::mem::take(&mut self.drawn.slices[k]);
+        if self.recorders.is_empty() {
+            for &r in &requests {
+                self.replicas[r.replica()].minute(minute).add(r);
+            }
+        } else {
+            let tenants = std::mem::take(&mut self.drawn.tenants[k]);
+            for (&r, &t) in requests.iter().zip(&tenants) {
+                let status = if r.failed() { 503 } else { 200 };
+                let latency = Duration::from_micros(representative_us(r.bucket()));
+                let tenant = self.pop.ids[t as usize].as_str();
+                debug_assert_eq!(
+                    usize::from(cohort_of(self.buckets[t as usize].get())),
+                    r.cohort()
+                );
+                let who = Who {
+                    tenant: Some(tenant),
+                    cohort: Some(r.cohort() as u16),
+                };
+                self.recorders[r.replica()].record_outcome(
+                    minute,
+                    POLICY,
+                    version_name(r.version()),
+                    who,
+                    status,
+                    latency,
+                    Via::Layer,
+                );
+                self.recorded[r.version()].record(status, latency);
+            }
+            self.drawn.tenants[k] = tenants;
+            self.drawn.tenants[k].clear();
+        }
+        self.drawn.slices[k] = requests;
+        self.drawn.slices[k].clear();
+    }
+
+    /// Replica `r` writes the minute still filling if it changed (version totals), and the
+    /// minute that ended whole (totals and detail), as the real recorder's flush does.
     fn flush(&mut self, r: usize, t: i64) {
         if let Some(recorder) = self.recorders.get(r) {
             self.store.set_now(t * 1000);
@@ -1331,37 +1899,53 @@ impl Sim<'_> {
                 .expect("an in-memory flush");
             return;
         }
-        let totals = &mut self.replicas[r];
-        totals.seq += 1;
-        let mut docs = Vec::new();
-        for minute in std::mem::take(&mut totals.dirty) {
-            let pair = &totals.minutes[&minute];
-            let versions: BTreeMap<String, VersionTraffic> = pair
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| t.requests > 0)
-                .map(|(v, t)| (if v == STABLE { "v1" } else { "v2" }.to_string(), t.clone()))
-                .collect();
-            docs.push(ReplicaMinute {
-                minute,
-                replica: format!("r{r}"),
-                shard: 0,
-                shards: 1,
-                seq: totals.seq,
-                written_at: t.div_euclid(1000),
-                policies: [(POLICY.to_string(), versions)].into(),
-            });
-        }
-        // A closed minute is never written again: forget it.
         let now_minute = minute_of(at(t));
-        totals.minutes.retain(|m, _| *m >= now_minute - 1);
+        let name = format!("r{r}");
+        let replica = &mut self.replicas[r];
+        replica.seq += 1;
+        let mut docs = Vec::new();
+        for totals in &mut replica.slots {
+            let Some(minute) = totals.minute else {
+                continue;
+            };
+            let whole = minute < now_minute;
+            if !whole && !totals.dirty {
+                continue;
+            }
+            let versions: BTreeMap<String, VersionTraffic> = [STABLE, CANARY]
+                .into_iter()
+                .map(|v| (version_name(v).to_string(), totals.traffic(v)))
+                .filter(|(_, t)| t.requests > 0)
+                .collect();
+            let mut detail = BTreeMap::new();
+            if whole {
+                if totals.by_cohort {
+                    detail.insert(POLICY.to_string(), totals.take_detail(&self.pop.ids));
+                }
+                for v in [STABLE, CANARY] {
+                    self.recorded[v].add(&totals.traffic(v));
+                }
+                totals.reset();
+            } else {
+                totals.dirty = false;
+            }
+            let policies = [(POLICY.to_string(), versions)].into();
+            docs.extend(splitter::traffic::shard(
+                minute,
+                &name,
+                replica.seq,
+                t.div_euclid(1000),
+                &policies,
+                &detail,
+            ));
+        }
         if !docs.is_empty() {
             self.cache.apply(docs);
         }
     }
 
-    /// The stored traffic of the step so far: `app::ssr::plans::verdict`'s read, with closed
-    /// minutes summed once (or every minute every time, with `exact_reads` and for the recorder).
+    /// The judge before's read: the stored traffic of the step so far, closed minutes summed
+    /// once (or every minute every time, with `exact_reads` and for the recorder).
     fn read(&mut self, from: i64, to: i64, t: i64) -> (VersionTraffic, VersionTraffic) {
         let (canary, stable) = match &self.config.canary_version {
             Some(c) => (c.to_string(), self.config.stable_version.to_string()),
@@ -1370,16 +1954,13 @@ impl Sim<'_> {
         let exact = match self.spec().recording {
             Recording::Direct { exact_reads } => exact_reads,
             Recording::Recorder => {
-                let runtime = self.runtime.as_ref().expect("a runtime in recorder mode");
-                runtime
-                    .block_on(self.cache.refresh(&*self.store, at(t)))
-                    .expect("an in-memory read");
+                self.refresh(t);
                 true
             }
         };
         if exact {
             let minutes = self.cache.policy(POLICY, from, to).minutes;
-            return sum_versions(&minutes, &canary, &stable);
+            return before::sum_versions(&minutes, &canary, &stable);
         }
         // Minute m is final once every replica flushed after its last slice was delivered (at
         // the start of minute m + 1): from (m + 1) min + one flush interval on.
@@ -1397,7 +1978,7 @@ impl Sim<'_> {
                 .cache
                 .policy(POLICY, closed.through + 1, final_through)
                 .minutes;
-            let (c, s) = sum_versions(&minutes, &canary, &stable);
+            let (c, s) = before::sum_versions(&minutes, &canary, &stable);
             closed.sum.0.add(&c);
             closed.sum.1.add(&s);
             closed.through = final_through;
@@ -1405,23 +1986,95 @@ impl Sim<'_> {
         let (mut c, mut s) = closed.sum.clone();
         if to > closed.through {
             let minutes = self.cache.policy(POLICY, closed.through + 1, to).minutes;
-            let (oc, os) = sum_versions(&minutes, &canary, &stable);
+            let (oc, os) = before::sum_versions(&minutes, &canary, &stable);
             c.add(&oc);
             s.add(&os);
         }
         (c, s)
     }
 
-    /// `app::ssr::plans::verdict` on the shared stored data.
-    fn verdict(&mut self, t: i64) -> Option<Verdict> {
-        let plan = self.config.plan.clone()?;
+    /// Recorder mode: the cache reads what the store got since its last read.
+    fn refresh(&self, t: i64) {
+        let runtime = self.runtime.as_ref().expect("a runtime in recorder mode");
+        runtime
+            .block_on(self.cache.refresh(&*self.store, at(t)))
+            .expect("an in-memory read");
+    }
+
+    /// The judge before on the step so far (the controller before issue #17).
+    fn verdict_before(&mut self, plan: &Plan, t: i64) -> Option<Verdict> {
         let (Status::Running { since, .. } | Status::Paused { since, .. }) = &plan.status else {
             return None;
         };
         self.config.canary_version.as_ref()?;
         let (from, to) = (minute_of(*since), minute_of(at(t)));
         let (c, s) = self.read(from, to, t);
-        Some(judge(&c, &s, &plan.guards, plan.looks()))
+        let started = Instant::now();
+        let v = before::judge(&c, &s, &old_guards(&plan.guards), old_looks(&plan.steps));
+        self.judged += 1;
+        self.judge_time += started.elapsed();
+        Some(from_old(v))
+    }
+
+    /// `app::ssr::plans::verdict`: the product's judge on the step's baseline and complete
+    /// minutes, memoised while they are the same.
+    fn verdict_after(&mut self, plan: &Plan, t: i64) -> Option<Verdict> {
+        let (step, entered) = plan.step_entered()?;
+        let canary = self.config.canary_version.as_ref()?.to_string();
+        let stable = self.config.stable_version.to_string();
+        let step = analysis::Step {
+            canary: &canary,
+            stable: &stable,
+            share: plan.steps.get(step)?.share.get(),
+            entered: entered.as_second(),
+            now: t.div_euclid(1000),
+            steps: plan.steps.len(),
+        };
+        let (pre, post) = step.minutes(&plan.guards);
+        let (from, last) = (*pre.start(), *post.end());
+        if post.is_empty() {
+            // No complete minute of the step yet: `judge` would panic here (`BTreeMap::range`
+            // over `first..=first − 1`). Whatever a fix answers (no data, or no verdict),
+            // `next_move` does nothing until twice the hold, so neither does the world.
+            self.premature += 1;
+            return None;
+        }
+        let recorder = self.spec().recording == Recording::Recorder;
+        if self.spec().recording == (Recording::Direct { exact_reads: true }) {
+            let detail = self.cache.detail(POLICY, from, last.max(minute_of(at(t))));
+            let started = Instant::now();
+            let v = analysis::judge(&detail, &step, &plan.guards);
+            self.judged += 1;
+            self.judge_time += started.elapsed();
+            if self.spec().trace {
+                self.complete = detail.into_iter().filter(|(m, _)| *m <= last).collect();
+            }
+            return Some(v);
+        }
+        let key = (step.entered, step.share, last);
+        if let Some((k, v)) = &self.memo {
+            if *k == key {
+                return Some(v.clone());
+            }
+        }
+        if recorder {
+            self.refresh(t);
+        }
+        // Complete minutes never change again: each is read once.
+        while self.complete_through < last {
+            let m = self.complete_through + 1;
+            if let Some(d) = self.cache.detail(POLICY, m, m).remove(&m) {
+                self.complete.insert(m, d);
+            }
+            self.complete_through = m;
+        }
+        self.complete = self.complete.split_off(&from);
+        let started = Instant::now();
+        let v = analysis::judge(&self.complete, &step, &plan.guards);
+        self.judged += 1;
+        self.judge_time += started.elapsed();
+        self.memo = Some((key, v.clone()));
+        Some(v)
     }
 
     /// One controller tick of replica `j` at `t` (`server/src/controller.rs::tick`).
@@ -1430,11 +2083,15 @@ impl Sim<'_> {
         let Status::Running { step, .. } = plan.status else {
             return None;
         };
-        let verdict = self.verdict(t);
+        let verdict = match self.spec().judge {
+            Judge::Before => self.verdict_before(&plan, t),
+            Judge::After => self.verdict_after(&plan, t),
+        };
         self.looks_taken += 1;
         let decided = next_move(&plan, verdict.as_ref(), at(t));
         if self.spec().trace {
             if let Some(v) = &verdict {
+                let reason = v.reason.split("; most affected").next().unwrap_or("");
                 self.looks.push(Look {
                     at_ms: t - self.plan_start_ms,
                     replica: j,
@@ -1442,7 +2099,7 @@ impl Sim<'_> {
                     outcome: v.outcome,
                     canary: (v.canary.requests, v.canary.errors),
                     stable: (v.stable.requests, v.stable.errors),
-                    z: v.z,
+                    reason: reason.to_string(),
                     decided: decided.as_ref().map(|m| format!("{m:?}")),
                 });
             }
@@ -1492,7 +2149,8 @@ impl Sim<'_> {
 // A cell: many rollouts of one world, summed up.
 // ---------------------------------------------------------------------------------------------
 
-/// Which of the judge's tests rolled a canary back, from the verdict's own words.
+/// Which of the judge's tests rolled a canary back, from the verdict's own words (either
+/// judge's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause {
     Errors,
@@ -1502,9 +2160,9 @@ pub enum Cause {
 
 impl Cause {
     pub fn of(reason: &str) -> Cause {
-        if reason.starts_with("error rate") {
+        if reason.starts_with("error rate") || reason.starts_with("5xx") {
             Cause::Errors
-        } else if reason.starts_with("latency") {
+        } else if reason.starts_with("latency") || reason.starts_with("share") {
             Cause::Latency
         } else {
             Cause::Other
@@ -1512,21 +2170,43 @@ impl Cause {
     }
 }
 
+/// A pause's reason up to its first `:` or `(`: what kind of pause it is.
+pub fn reason_kind(reason: &str) -> String {
+    reason
+        .split([':', '('])
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+/// The pause reason of a sample-ratio mismatch.
+pub const SAMPLE_RATIO: &str = "sample-ratio mismatch";
+
 /// A cell's rollouts, summed up.
 #[derive(Debug, Clone)]
 pub struct CellResult {
+    pub judge: Judge,
     pub rollouts: usize,
     pub rolled_back: usize,
     pub promoted: usize,
     pub paused: usize,
     pub timed_out: usize,
-    /// Seconds from the plan's start to each rollback, sorted.
+    /// Seconds from the plan's start to each rollback (each pause), sorted.
     pub rollback_secs: Vec<u64>,
-    /// Rollbacks by the error-rate test, by the latency test.
+    pub pause_secs: Vec<u64>,
+    /// Rollbacks by the error-rate test, by the latency tests.
     pub by_errors: usize,
     pub by_latency: usize,
+    /// Pauses by [`reason_kind`].
+    pub pauses: BTreeMap<String, usize>,
     pub looks_taken: u64,
     pub looks_assumed: u32,
+    /// Verdicts computed, and the time they took (all rollouts).
+    pub judged: u64,
+    pub judge_time: Duration,
+    /// Looks before a step had a complete minute (the product's judge would panic).
+    pub premature: u64,
     pub elapsed: Duration,
 }
 
@@ -1540,20 +2220,69 @@ impl CellResult {
         clopper_pearson_upper(self.rolled_back, self.rollouts)
     }
 
-    /// Minutes to the rollback, at quantile `q` of the rolled-back rollouts.
+    /// Lower end of the 95 % Clopper–Pearson interval of the rate rolled back within `secs`.
+    pub fn caught_lower(&self, secs: u64) -> f64 {
+        1.0 - clopper_pearson_upper(self.rollouts - self.rolled_back_within(secs), self.rollouts)
+    }
+
+    pub fn rolled_back_within(&self, secs: u64) -> usize {
+        self.rollback_secs.iter().filter(|&&s| s <= secs).count()
+    }
+
+    pub fn paused_within(&self, secs: u64) -> usize {
+        self.pause_secs.iter().filter(|&&s| s <= secs).count()
+    }
+
+    /// Pauses whose reason is of `kind`.
+    pub fn paused_for(&self, kind: &str) -> usize {
+        self.pauses.get(kind).copied().unwrap_or(0)
+    }
+
+    /// Minutes to the rollback at quantile `q` of the rolled-back rollouts.
     pub fn rollback_minutes(&self, q: f64) -> Option<f64> {
         percentile(&self.rollback_secs, q).map(|s| s as f64 / 60.0)
+    }
+
+    /// Minutes to the rollback at quantile `q` of *all* rollouts (one never rolled back counts
+    /// as never): `None` when that quantile was never rolled back.
+    pub fn rollback_minutes_of_all(&self, q: f64) -> Option<f64> {
+        let mut all = self.rollback_secs.clone();
+        all.resize(self.rollouts, u64::MAX);
+        percentile(&all, q)
+            .filter(|&s| s != u64::MAX)
+            .map(|s| s as f64 / 60.0)
+    }
+
+    /// Minutes to the pause at quantile `q` of all rollouts (as above).
+    pub fn pause_minutes_of_all(&self, q: f64) -> Option<f64> {
+        let mut all = self.pause_secs.clone();
+        all.resize(self.rollouts, u64::MAX);
+        percentile(&all, q)
+            .filter(|&s| s != u64::MAX)
+            .map(|s| s as f64 / 60.0)
+    }
+
+    /// Pauses by kind, in words: `kind × n; …`.
+    pub fn pause_words(&self) -> String {
+        if self.pauses.is_empty() {
+            return "—".into();
+        }
+        self.pauses
+            .iter()
+            .map(|(k, n)| format!("{k} × {n}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
 /// Runs `rollouts` rollouts of `spec` on `threads` threads; rollout `i` has seed
-/// `mix(seed, i)`, so the result does not depend on the threads.
+/// `mix(seed, i)`, so the result does not depend on the threads (and a cell run with either
+/// judge draws the same worlds).
 pub fn run_cell(spec: &WorldSpec, rollouts: usize, seed: u64, threads: usize) -> CellResult {
     let started = Instant::now();
     let prep = Prepared::new(spec);
     let next = AtomicUsize::new(0);
-    type Row = (usize, End, u64, u32, Option<String>);
-    let results: Mutex<Vec<Row>> = Mutex::new(Vec::with_capacity(rollouts));
+    let results: Mutex<Vec<(usize, Rollout)>> = Mutex::new(Vec::with_capacity(rollouts));
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
             scope.spawn(|| loop {
@@ -1561,48 +2290,61 @@ pub fn run_cell(spec: &WorldSpec, rollouts: usize, seed: u64, threads: usize) ->
                 if i >= rollouts {
                     return;
                 }
-                let r = run_rollout(&prep, mix(seed, i as u64));
-                results
-                    .lock()
-                    .unwrap()
-                    .push((i, r.end, r.looks_taken, r.looks_assumed, r.reason));
+                let mut r = run_rollout(&prep, mix(seed, i as u64));
+                r.looks.clear();
+                r.detail.clear();
+                results.lock().unwrap().push((i, r));
             });
         }
     });
     let mut results = results.into_inner().unwrap();
     results.sort_by_key(|r| r.0);
     let mut cell = CellResult {
+        judge: spec.judge,
         rollouts,
         rolled_back: 0,
         promoted: 0,
         paused: 0,
         timed_out: 0,
         rollback_secs: Vec::new(),
+        pause_secs: Vec::new(),
         by_errors: 0,
         by_latency: 0,
+        pauses: BTreeMap::new(),
         looks_taken: 0,
-        looks_assumed: 0,
+        looks_assumed: old_looks(&spec.steps),
+        judged: 0,
+        judge_time: Duration::ZERO,
+        premature: 0,
         elapsed: Duration::ZERO,
     };
-    for (_, end, looks, assumed, reason) in results {
-        cell.looks_taken += looks;
-        cell.looks_assumed = assumed;
-        match end {
+    for (_, r) in results {
+        cell.looks_taken += r.looks_taken;
+        cell.judged += r.judged;
+        cell.judge_time += r.judge_time;
+        cell.premature += r.premature;
+        let reason = r.reason.as_deref().unwrap_or("");
+        match r.end {
             End::RolledBack { after_secs } => {
                 cell.rolled_back += 1;
                 cell.rollback_secs.push(after_secs);
-                match Cause::of(reason.as_deref().unwrap_or("")) {
+                match Cause::of(reason) {
                     Cause::Errors => cell.by_errors += 1,
                     Cause::Latency => cell.by_latency += 1,
                     Cause::Other => {}
                 }
             }
             End::Promoted { .. } => cell.promoted += 1,
-            End::Paused { .. } => cell.paused += 1,
+            End::Paused { after_secs } => {
+                cell.paused += 1;
+                cell.pause_secs.push(after_secs);
+                *cell.pauses.entry(reason_kind(reason)).or_default() += 1;
+            }
             End::TimedOut => cell.timed_out += 1,
         }
     }
     cell.rollback_secs.sort_unstable();
+    cell.pause_secs.sort_unstable();
     cell.elapsed = started.elapsed();
     cell
 }
@@ -1637,15 +2379,13 @@ pub fn implied_kappa(observed: &[(u64, u64)], min_requests: u64) -> Option<f64> 
     (between > 0.0).then(|| mean * (1.0 - mean) / between - 1.0)
 }
 
-/// Traffic of `minutes` minutes with the canary held at `share`, summed over the replicas
-/// (stable, canary), through the same routing and slices a rollout uses; and the canary
-/// cohort's expected 5xx per minute and requests per minute (diurnal mean, no events).
+/// `minutes` minutes with the canary held at `share` (no plan, no events), through the same
+/// routing, draws, replicas and documents a rollout uses: the version totals over the
+/// replicas (stable, canary), the minutes by tenant as the cache sums them (when the spec
+/// builds them), and the canary cohort's expected 5xx and requests per minute.
 pub fn hold(prep: &Prepared, seed: u64, share: BasisPoints, minutes: i64) -> Held {
     let spec = &prep.spec;
-    let mut rng = Rng::new(seed);
-    let pop = Population::draw(spec, &mut rng);
-    let salt = salt_of(seed);
-    let buckets: Vec<Bucket> = pop.ids.iter().map(|t| splitter::bucket(&salt, t)).collect();
+    let (pop, buckets, salt, rng) = world(spec, seed);
     let mut config = PolicyConfig::new(
         PolicyName::new(POLICY).unwrap(),
         Version::new("v1").unwrap(),
@@ -1655,50 +2395,34 @@ pub fn hold(prep: &Prepared, seed: u64, share: BasisPoints, minutes: i64) -> Hel
         at(0),
     );
     config.salt = salt;
-    let cohorts = Cohorts::route(prep, &pop, &buckets, &config);
-    let expected = (
-        cohorts.sides[CANARY].errors * spec.canary_kept(),
-        cohorts.sides[CANARY].requests * spec.canary_kept(),
-    );
-    let canary_tenants = cohorts.canary.iter().filter(|&&c| c).count();
-    let mut sim = Sim {
-        prep,
-        pop,
-        buckets,
-        config,
-        cohorts,
-        rng,
-        cache: TrafficCache::new(),
-        replicas: (0..spec.replicas)
-            .map(|_| ReplicaTotals::default())
-            .collect(),
-        recorders: Vec::new(),
-        store: Arc::new(MemoryTraffic::default()),
-        runtime: None,
-        closed: None,
-        incidents: Vec::new(),
-        bursts: BTreeMap::new(),
-        diurnal_phase: 0.0,
-        start_ms: 0,
-        plan_start_ms: 0,
-        looks: Vec::new(),
-        looks_taken: 0,
-        recorded: Default::default(),
-        reason: None,
-    };
+    let mut sim = Sim::new(prep, pop, buckets, config, rng, seed, 0);
+    let canary = sim.routing.streams.iter().filter(|s| s.version == CANARY);
+    let expected = canary.fold((0.0, 0.0), |a, s| (a.0 + s.errors, a.1 + s.requests));
+    let kept = spec.canary_kept();
+    let canary_tenants = sim.routing.canary.iter().filter(|&&c| c).count();
     let slice_ms = spec.flush_every_ms;
-    let mut s = 0;
-    while s < minutes * 60_000 {
-        let slices = sim.serve(s, slice_ms);
-        sim.deliver(s, &slices);
-        s += slice_ms;
+    for m in 0..minutes {
+        let s = m * 60_000;
+        sim.draw_minute(s);
+        for k in 0..60_000 / slice_ms {
+            sim.deliver(s + k * slice_ms);
+        }
+        for r in 0..spec.replicas {
+            sim.flush(r, s + 60_000 + r as i64);
+        }
+    }
+    if spec.recording == Recording::Recorder {
+        sim.refresh(minutes * 60_000 + 10_000);
     }
     Held {
         stable: sim.recorded[STABLE].clone(),
         canary: sim.recorded[CANARY].clone(),
-        expected_canary_errors_per_minute: expected.0,
-        expected_canary_requests_per_minute: expected.1,
+        detail: sim.cache.detail(POLICY, 0, minutes),
+        expected_canary_errors_per_minute: expected.0 * kept,
+        expected_canary_requests_per_minute: expected.1 * kept,
         canary_tenants,
+        buckets: sim.buckets,
+        weight: sim.pop.weight,
     }
 }
 
@@ -1706,7 +2430,12 @@ pub fn hold(prep: &Prepared, seed: u64, share: BasisPoints, minutes: i64) -> Hel
 pub struct Held {
     pub stable: VersionTraffic,
     pub canary: VersionTraffic,
+    /// Minute → the minute by tenant, replicas summed.
+    pub detail: BTreeMap<i64, Detail>,
     pub expected_canary_errors_per_minute: f64,
     pub expected_canary_requests_per_minute: f64,
     pub canary_tenants: usize,
+    /// The tenants' buckets under the salt and their requests a minute.
+    pub buckets: Vec<Bucket>,
+    pub weight: Vec<f64>,
 }
