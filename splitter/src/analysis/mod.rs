@@ -314,7 +314,18 @@ impl<'a> Judgement<'a> {
                     .into(),
             );
         }
+        // Too little traffic since the step waits (whatever the baseline); with enough, no
+        // baseline to compare it with is a reason to stop.
         let min = self.guards.min_requests;
+        if moved.after.requests < min {
+            return (
+                Outcome::Inconclusive,
+                format!(
+                    "{} requests from the moved tenants in {minutes}; {min} are needed to judge",
+                    moved.after.requests
+                ),
+            );
+        }
         if moved.before.requests < min {
             return (
                 Outcome::Untrusted,
@@ -322,15 +333,6 @@ impl<'a> Judgement<'a> {
                     "no pre-step baseline: the tenants that moved sent {} requests in the {} \
                      minutes before the step; {min} are needed",
                     moved.before.requests, self.guards.baseline_minutes
-                ),
-            );
-        }
-        if moved.after.requests < min {
-            return (
-                Outcome::Inconclusive,
-                format!(
-                    "{} requests from the moved tenants in {minutes}; {min} are needed to judge",
-                    moved.after.requests
                 ),
             );
         }
