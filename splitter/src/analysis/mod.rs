@@ -12,7 +12,7 @@
 //! counting as evidence ([`did`]).
 //!
 //! **How often it may look.** The test is an always-valid mixture sequential probability ratio
-//! ([`stats::log_mixture_ratio`]): its false-alarm level holds however many times and replicas
+//! ([`stats::log_mixture_ratio_over`], averaged over widths of 1–64 margins): its false-alarm level holds however many times and replicas
 //! look, so the verdict depends on the data, not on the cadence. The level `alpha` is split over
 //! the plan's steps and the three metrics (5xx, requests slower than stable's p95, slower than its
 //! p99). A 5xx failure with few errors must also pass an exact Poisson (mid-p) test.
@@ -80,8 +80,13 @@ impl Default for Guards {
 
 /// Moved requests needed before p99 is compared (below it, only p95).
 pub const P99_MIN_REQUESTS: u64 = 1_000;
-/// The mixture's width, in margins: effects around a few margins are found fastest.
-pub const TAU_PER_MARGIN: f64 = 5.0;
+/// The mixture's widths, in margins (averaged): effects from about a margin to a hundred
+/// margins are all found quickly.
+pub const TAUS_PER_MARGIN: [f64; 4] = [1.0, 4.0, 16.0, 64.0];
+
+fn taus(margin: f64) -> [f64; 4] {
+    TAUS_PER_MARGIN.map(|k| k * margin)
+}
 /// Seconds after a minute ends before it counts as complete (every replica flushes within 5 s).
 pub const GRACE_SECS: i64 = 8;
 
@@ -355,7 +360,7 @@ impl<'a> Judgement<'a> {
     fn sample_ratio(&mut self) -> Option<String> {
         let (change, se) = did::share_change(self.data)?;
         let m = self.guards.srm_margin;
-        let evidence = stats::log_mixture_ratio(change.abs(), m, se, TAU_PER_MARGIN * m);
+        let evidence = stats::log_mixture_ratio_over(change.abs(), m, se, &taus(m));
         let bar = self.bar(self.guards.srm_alpha, 1.0);
         let failed = evidence >= bar;
         self.comparison.tests.push(Test {
@@ -416,7 +421,7 @@ impl<'a> Judgement<'a> {
     fn test(&self, m: usize) -> Option<Test> {
         let margin = self.margin(m);
         let e = did::estimate(self.data, m, margin)?;
-        let evidence = stats::log_mixture_ratio(e.excess, margin, e.se, TAU_PER_MARGIN * margin);
+        let evidence = stats::log_mixture_ratio_over(e.excess, margin, e.se, &taus(margin));
         let bar = self.bar(self.guards.alpha, 3.0);
         let mut failed = evidence >= bar;
         if m == did::ERRORS {

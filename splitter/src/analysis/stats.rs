@@ -64,6 +64,23 @@ pub fn log_mixture_ratio(estimate: f64, margin: f64, se: f64, tau: f64) -> f64 {
     0.5 * (v / (v + t)).ln() + t * excess * excess / (2.0 * v * (v + t))
 }
 
+/// ln of the average of [`log_mixture_ratio`] over several widths: still always valid (an
+/// average of test martingales is one), and strong both for effects of about a margin with much
+/// data and for effects many margins large with little (one narrow width alone needs far more
+/// data for a large effect).
+pub fn log_mixture_ratio_over(estimate: f64, margin: f64, se: f64, taus: &[f64]) -> f64 {
+    if taus.is_empty() || estimate <= margin {
+        return 0.0;
+    }
+    let logs: Vec<f64> = taus
+        .iter()
+        .map(|&t| log_mixture_ratio(estimate, margin, se, t))
+        .collect();
+    let top = logs.iter().copied().fold(f64::MIN, f64::max);
+    let mean = logs.iter().map(|l| (l - top).exp()).sum::<f64>() / taus.len() as f64;
+    (top + mean.ln()).max(0.0)
+}
+
 /// The mid-p upper tail of Poisson(`mean`) at `observed`: P(X > observed) + P(X = observed)/2.
 /// Exact by summation up to 5 000 (beyond it the normal approximation is as good).
 pub fn poisson_mid_p(observed: u64, mean: f64) -> f64 {
@@ -126,6 +143,17 @@ mod tests {
         // z = 6 at a small standard error clears ln(1/0.001) = 6.9; z = 2 does not.
         assert!(log_mixture_ratio(0.062, 0.002, 0.01, 0.05) > (1000f64).ln());
         assert!(log_mixture_ratio(0.022, 0.002, 0.01, 0.05) < (1000f64).ln());
+    }
+
+    #[test]
+    fn several_widths_find_a_large_effect_on_little_data() {
+        // 20 points of excess over a 0.2-point margin with a 2.8-point standard error (200
+        // requests): one width of 1 point sees little; the mixture over widths sees it.
+        let narrow = log_mixture_ratio(0.2, 0.002, 0.028, 0.01);
+        let over = log_mixture_ratio_over(0.2, 0.002, 0.028, &[0.002, 0.008, 0.032, 0.128]);
+        assert!(narrow < (1200f64).ln(), "{narrow}");
+        assert!(over > (1200f64).ln(), "{over}");
+        assert_eq!(log_mixture_ratio_over(0.001, 0.002, 0.01, &[0.01]), 0.0);
     }
 
     #[test]
