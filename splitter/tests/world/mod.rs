@@ -63,14 +63,16 @@
 //!   then [`next_move`] and the move through the real [`splitter::ops::plan`]. A rollback or a
 //!   pause ends the rollout (a pause with its reason).
 //!   - [`Judge::After`]: `judge(&cache.detail(policy, from, to), &Step { .. }, &plan.guards)`
-//!     with `from = minute_of(entered) − baseline_minutes`. Its verdict depends only on the
+//!     with `from = minute_of(entered) − baseline_minutes` and `to` the last complete minute
+//!     ([`splitter::analysis::Step::minutes`]). Its verdict depends only on the
 //!     complete minutes (a minute counts once `now ≥ its end + GRACE_SECS`) and the step, so the
 //!     world **memoises** it: a look whose step and last complete minute are those of the
 //!     previous look reuses its verdict (three replicas looking every 10 s compute it about
 //!     once a minute), and each complete minute is read from the cache once
 //!     (`cache.detail(policy, m, m)`) and kept. `Recording::Direct { exact_reads: true }` reads
-//!     `cache.detail(policy, from, minute_of(now))` and judges at every look instead; the smoke
-//!     test checks the looks are identical.
+//!     `cache.detail(policy, from, last complete minute)` and judges at every look instead, as
+//!     the product does (its memo is keyed on the cache's generation of those minutes); the
+//!     smoke test checks the looks are identical.
 //!   - [`Judge::Before`]: the step's minutes from `minute_of(since)` to `minute_of(now)` (the
 //!     still-filling minute as flushed so far), [`before::sum_versions`], [`before::judge`] with
 //!     the plan's guards and the old look count (Σ over steps of ⌈hold/60⌉ × 2); closed minutes
@@ -1336,9 +1338,6 @@ pub struct Rollout {
     /// Verdicts computed (the rest were memoised) and the time spent computing them.
     pub judged: u64,
     pub judge_time: Duration,
-    /// Looks before the step had a complete minute, where the product's judge panics (not
-    /// called: no verdict).
-    pub premature: u64,
     /// Every look, with [`WorldSpec::trace`].
     pub looks: Vec<Look>,
     /// The verdict's reason for the move that ended the rollout.
@@ -1405,8 +1404,6 @@ struct Sim<'a> {
     looks_taken: u64,
     judged: u64,
     judge_time: Duration,
-    /// Looks before the step had a complete minute (the product's judge is not called).
-    premature: u64,
     recorded: [VersionTraffic; 2],
     reason: Option<String>,
 }
@@ -1542,7 +1539,6 @@ pub fn run_rollout(prep: &Prepared, seed: u64) -> Rollout {
         looks_assumed: old_looks(&spec.steps),
         judged: sim.judged,
         judge_time: sim.judge_time,
-        premature: sim.premature,
         looks: sim.looks,
         reason: sim.reason,
         recorded: sim.recorded,
@@ -1625,7 +1621,6 @@ impl<'a> Sim<'a> {
             looks_taken: 0,
             judged: 0,
             judge_time: Duration::ZERO,
-            premature: 0,
             recorded: Default::default(),
             reason: None,
         }
@@ -2032,16 +2027,9 @@ impl<'a> Sim<'a> {
         };
         let (pre, post) = step.minutes(&plan.guards);
         let (from, last) = (*pre.start(), *post.end());
-        if post.is_empty() {
-            // No complete minute of the step yet: `judge` would panic here (`BTreeMap::range`
-            // over `first..=first − 1`). Whatever a fix answers (no data, or no verdict),
-            // `next_move` does nothing until twice the hold, so neither does the world.
-            self.premature += 1;
-            return None;
-        }
         let recorder = self.spec().recording == Recording::Recorder;
         if self.spec().recording == (Recording::Direct { exact_reads: true }) {
-            let detail = self.cache.detail(POLICY, from, last.max(minute_of(at(t))));
+            let detail = self.cache.detail(POLICY, from, last);
             let started = Instant::now();
             let v = analysis::judge(&detail, &step, &plan.guards);
             self.judged += 1;
@@ -2205,8 +2193,6 @@ pub struct CellResult {
     /// Verdicts computed, and the time they took (all rollouts).
     pub judged: u64,
     pub judge_time: Duration,
-    /// Looks before a step had a complete minute (the product's judge would panic).
-    pub premature: u64,
     pub elapsed: Duration,
 }
 
@@ -2315,14 +2301,12 @@ pub fn run_cell(spec: &WorldSpec, rollouts: usize, seed: u64, threads: usize) ->
         looks_assumed: old_looks(&spec.steps),
         judged: 0,
         judge_time: Duration::ZERO,
-        premature: 0,
         elapsed: Duration::ZERO,
     };
     for (_, r) in results {
         cell.looks_taken += r.looks_taken;
         cell.judged += r.judged;
         cell.judge_time += r.judge_time;
-        cell.premature += r.premature;
         let reason = r.reason.as_deref().unwrap_or("");
         match r.end {
             End::RolledBack { after_secs } => {
