@@ -42,8 +42,8 @@ pub struct Data {
     /// Each post-step minute's cells: (minute index, cohort, requests, hits per metric).
     cells: Vec<Cell>,
     pub post_minutes: usize,
-    /// Latency buckets above which a request is slow (stable's p95 and p99 before the step).
-    pub slow_after: [Option<usize>; 2],
+    /// Where a request is slow: stable's p95 and p99 before the step.
+    pub slow_after: [Option<Threshold>; 2],
     /// Totals: moved before (on stable) and since (on the canary), unmoved before and since.
     pub moved_before: Counts,
     pub moved_after: Counts,
@@ -94,9 +94,32 @@ struct Cell {
     x: [f64; METRICS],
 }
 
-fn hits(c: &Counts, slow_after: &[Option<usize>; 2]) -> [f64; METRICS] {
-    let slow = |b: Option<usize>| b.map_or(0.0, |b| c.above(b) as f64);
+fn hits(c: &Counts, slow_after: &[Option<Threshold>; 2]) -> [f64; METRICS] {
+    let slow = |t: Option<Threshold>| t.map_or(0.0, |t| t.slow(c));
     [c.errors as f64, slow(slow_after[0]), slow(slow_after[1])]
+}
+
+/// A latency quantile on the histogram: the bucket it falls in and the part of that bucket's
+/// requests above it (requests are taken as spread evenly within a bucket, as
+/// [`crate::traffic::VersionTraffic::quantile`] does). So exactly 5 % of stable's requests are
+/// "slower than its p95", not the 2–5 % above the bucket's edge, and a slower canary shows as
+/// soon as its requests cross the quantile.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Threshold {
+    pub bucket: usize,
+    pub part_above: f64,
+}
+
+impl Threshold {
+    /// The requests of `c` slower than the threshold (fractional within its bucket).
+    pub fn slow(&self, c: &Counts) -> f64 {
+        let within = self
+            .bucket
+            .checked_sub(c.from)
+            .and_then(|i| c.latency.get(i))
+            .map_or(0, |&n| n);
+        c.above(self.bucket) as f64 + self.part_above * within as f64
+    }
 }
 
 /// The minutes of a step, read: `pre` and `post` are the baseline's and the step's minutes
@@ -140,11 +163,12 @@ pub fn read(
     for k in 0..n {
         let (first, end) = buckets_of(k as u16);
         let (inside, outside) = (end <= share, first >= share);
+        // A cohort on the canary in the baseline's minutes (an earlier step moved it, perhaps
+        // within them) is a control: its baseline is its canary requests then.
         (roles[k], version[k]) = match seen[k] {
-            (true, false) if inside => (Role::Moved, Some(true)),
+            (_, true) if inside => (Role::Unmoved, Some(true)),
+            (_, false) if inside => (Role::Moved, Some(true)),
             (true, false) if outside => (Role::Unmoved, Some(false)),
-            (false, true) if inside => (Role::Unmoved, Some(true)),
-            (false, false) if inside => (Role::Moved, Some(true)),
             _ => (Role::Out, None),
         };
     }
@@ -267,10 +291,19 @@ impl Data {
             }
             if moved {
                 self.moved_before.add(c);
-                volume.0 += cn;
             } else {
                 self.unmoved_before.add(c);
-                volume.1 += cn;
+            }
+        }
+        // The request share counts each cohort's tenants whatever version served them (a
+        // control cohort moved within the baseline's minutes sent requests to both).
+        for (version, _) in [(stable, false), (canary, true)] {
+            for (&k, c) in d.cohorts.get(version).into_iter().flatten() {
+                match self.roles.get(usize::from(k)) {
+                    Some(Role::Moved) => volume.0 += c.requests as f64,
+                    Some(Role::Unmoved) => volume.1 += c.requests as f64,
+                    _ => {}
+                }
             }
         }
         volume
@@ -289,19 +322,24 @@ pub fn within(
         .flat_map(move |r| detail.range(r).map(|(_, d)| d))
 }
 
-/// The latency bucket holding the `q` quantile of `c`'s requests.
-fn quantile_bucket(c: &Counts, q: f64) -> Option<usize> {
+/// The `q` quantile of `c`'s requests as a [`Threshold`].
+fn quantile_bucket(c: &Counts, q: f64) -> Option<Threshold> {
     let total: u64 = c.latency.iter().sum();
     if total == 0 {
         return None;
     }
-    let rank = (q * total as f64).ceil().max(1.0) as u64;
-    let mut seen = 0;
+    let rank = q * total as f64;
+    let mut seen = 0.0;
     for (i, &n) in c.latency.iter().enumerate() {
-        seen += n;
-        if seen >= rank {
-            return Some(c.from + i);
+        let n = n as f64;
+        if n > 0.0 && seen + n >= rank {
+            let below = ((rank - seen) / n).clamp(0.0, 1.0);
+            return Some(Threshold {
+                bucket: c.from + i,
+                part_above: 1.0 - below,
+            });
         }
+        seen += n;
     }
     None
 }
@@ -364,7 +402,7 @@ pub fn estimate(data: &Data, m: usize, margin: f64) -> Option<Estimate> {
     }
     let shift: f64 = minute.iter().zip(&delta).map(|(s, d)| s[5] * d).sum();
     let excess = (hits - base - shift) / requests;
-    let variance = variance(data, m, &delta, &weight, excess.max(margin), excess);
+    let variance = variance(data, m, &delta, &weight, margin, excess);
     let control_change = shift / requests;
     Some(Estimate {
         before: base / requests,
@@ -378,44 +416,85 @@ pub fn estimate(data: &Data, m: usize, margin: f64) -> Option<Estimate> {
     })
 }
 
-/// Var(Σ x_t): every cell's residual (floored by chance at rate + `floor_excess`), and every
-/// baseline rate's noise, moved and unmoved.
-fn variance(
-    data: &Data,
-    m: usize,
-    delta: &[f64],
-    weight: &[f64],
-    floor_excess: f64,
-    fit: f64,
-) -> f64 {
+/// Var(Σ x_t) under the null being tested (the moved cohorts `margin` worse than their own
+/// rates): chance at those rates, scaled by how much more the moved cells vary around the fitted
+/// excess than chance would (quasi-binomial dispersion, never below 1: a burst or an incident
+/// widens it); the control cells' residuals (never below chance); and every baseline rate's
+/// noise, moved and unmoved. Taking chance at the null's rates, not the fitted ones, is the
+/// score test's variance: exact in level at the margin, and it does not shrink the evidence of a
+/// large regression by the variance the regression itself adds.
+fn variance(data: &Data, m: usize, delta: &[f64], weight: &[f64], margin: f64, fit: f64) -> f64 {
     let n = usize::from(COHORTS);
-    let (mut moved, mut moved_floor, mut control, mut control_floor) = (0.0, 0.0, 0.0, 0.0);
+    let chance = |p: f64| {
+        let p = p.clamp(0.0, 1.0);
+        p * (1.0 - p)
+    };
+    let ratio = times(data, m, delta);
+    // Residuals around an excess added to every cohort's rate, and around the same factor on
+    // every cohort's rate (a canary doubling each tenant's 5xx adds most to the worst tenants:
+    // that is the regression's shape, not noise).
+    let (mut added, mut at_added, mut scaled, mut at_scaled, mut at_null) =
+        (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut control, mut control_floor) = (0.0, 0.0);
     let mut moved_requests = vec![0.0f64; n];
     let mut control_weighted = vec![0.0f64; n];
     for c in &data.cells {
         let r = data.pre[c.cohort].rate(m) + delta[c.minute];
         if data.roles[c.cohort] == Role::Moved {
-            let residual = c.x[m] - c.n * (r + fit);
-            let p = (r + floor_excess).clamp(0.0, 1.0);
-            moved += residual * residual;
-            moved_floor += c.n * p * (1.0 - p);
+            added += (c.x[m] - c.n * (r + fit)).powi(2);
+            at_added += c.n * chance(r + fit);
+            let q = r.max(0.0) * ratio;
+            scaled += (c.x[m] - c.n * q).powi(2);
+            at_scaled += c.n * chance(q);
+            at_null += c.n * chance(r + margin);
             moved_requests[c.cohort] += c.n;
         } else {
             let w = weight[c.minute];
             let residual = c.x[m] - c.n * r;
-            let p = r.clamp(0.0, 1.0);
             control += w * w * residual * residual;
-            control_floor += w * w * c.n * p * (1.0 - p);
+            control_floor += w * w * c.n * chance(r);
             control_weighted[c.cohort] += w * c.n;
         }
     }
+    let of = |residuals: f64, chance: f64| {
+        if chance > 0.0 {
+            residuals / chance
+        } else {
+            f64::INFINITY
+        }
+    };
+    let dispersion = of(added, at_added).min(of(scaled, at_scaled));
+    let dispersion = if dispersion.is_finite() {
+        dispersion.max(1.0)
+    } else {
+        1.0
+    };
     let baselines: f64 = (0..n)
         .map(|k| {
             let scale = moved_requests[k] + control_weighted[k];
             scale * scale * data.pre[k].rate_variance(m)
         })
         .sum();
-    moved.max(moved_floor) + control.max(control_floor) + baselines
+    dispersion * at_null + control.max(control_floor) + baselines
+}
+
+/// The factor on the moved cohorts' rates (their own, plus the control's change) that their
+/// hits since the step show.
+fn times(data: &Data, m: usize, delta: &[f64]) -> f64 {
+    let (mut hits, mut expected) = (0.0, 0.0);
+    for c in data
+        .cells
+        .iter()
+        .filter(|c| data.roles[c.cohort] == Role::Moved)
+    {
+        hits += c.x[m];
+        expected += c.n * (data.pre[c.cohort].rate(m) + delta[c.minute]).max(0.0);
+    }
+    if expected > 0.0 {
+        hits / expected
+    } else {
+        1.0
+    }
 }
 
 /// The moved cohorts' request share since the step against before it, relative (−0.05: 5 %

@@ -39,8 +39,8 @@ use std::collections::BTreeMap;
 pub struct Guards {
     /// Requests from the moved tenants (since the step) needed before anything is judged.
     pub min_requests: u64,
-    /// Tolerated excess of the moved tenants' 5xx rate: at least this much (absolute, 0.002 =
-    /// 0.2 points) …
+    /// Tolerated excess of the moved tenants' 5xx rate: at least this much (absolute, 0.001 =
+    /// 0.1 points) …
     pub error_margin: f64,
     /// … or this fraction of their rate before the step if that is more (0.5: 1.5 × passes).
     pub error_margin_relative: f64,
@@ -65,13 +65,13 @@ impl Default for Guards {
     fn default() -> Guards {
         Guards {
             min_requests: 100,
-            error_margin: 0.002,
+            error_margin: 0.001,
             error_margin_relative: 0.5,
             min_errors: 5,
             alpha: 0.01,
             slow_margin: 0.05,
             latency_slack_ms: 5.0,
-            baseline_minutes: 30,
+            baseline_minutes: 60,
             srm_alpha: 0.001,
             srm_margin: 0.01,
         }
@@ -539,7 +539,7 @@ fn hurt(
     detail: &BTreeMap<i64, Detail>,
     step: &Step,
     guards: &Guards,
-    slow_after: &[Option<usize>; 2],
+    slow_after: &[Option<did::Threshold>; 2],
 ) -> Vec<Hurt> {
     let (pre, post) = step.minutes(guards);
     let sum = |range: std::ops::RangeInclusive<i64>, version: &str| {
@@ -552,7 +552,7 @@ fn hurt(
         out
     };
     let (before, after) = (sum(pre, step.stable), sum(post, step.canary));
-    let slow = |c: &Counts| slow_after[0].map_or(0.0, |b| c.above(b) as f64);
+    let slow = |c: &Counts| slow_after[0].map_or(0.0, |t| t.slow(c));
     let mut out: Vec<Hurt> = after
         .iter()
         .filter_map(|(tenant, a)| {

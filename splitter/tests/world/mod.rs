@@ -33,7 +33,7 @@
 //! - **Routing**: the real [`splitter::bucket`] of each tenant under the policy's salt (one salt
 //!   per rollout, so every rollout has its own fixed canary cohort), decided by the real
 //!   [`splitter::decision::evaluate`] against the config's current share. No tenant is pinned.
-//! - **Warm-up**: the policy exists with its canary version at 0 % for `warmup_minutes` (30:
+//! - **Warm-up**: the policy exists with its canary version at 0 % for `warmup_minutes` (60,
 //!   [`Guards::baseline_minutes`]) before the plan starts, so the first step has its baseline.
 //! - **Events** ([`Events`]): a top-`top` tenant failing at `error_rate` for one minute, about
 //!   every `every_minutes` (a Bernoulli draw each minute; its extra 5xx go to its own stream,
@@ -564,7 +564,7 @@ impl WorldSpec {
             replicas: 3,
             plan_every_ms: 10_000,
             flush_every_ms: 5_000,
-            warmup_minutes: 30,
+            warmup_minutes: Guards::default().baseline_minutes,
             judge: Judge::After,
             recording: Recording::Direct { exact_reads: false },
             trace: false,
