@@ -34,6 +34,8 @@ pub enum Role {
 
 /// What the judge reads from the minutes: roles, baselines and cells.
 pub struct Data {
+    canary: String,
+    stable: String,
     pub roles: Vec<Role>,
     /// The version each cohort is read on since the step.
     version: Vec<Option<bool>>,
@@ -173,6 +175,8 @@ pub fn read(
         };
     }
     let mut data = Data {
+        canary: canary.to_string(),
+        stable: stable.to_string(),
         roles,
         version,
         pre: vec![Pre::default(); n],
@@ -196,35 +200,45 @@ pub fn read(
     if let Some(d) = detail.get(post.start()) {
         data.baseline_minute(d, canary, stable, true);
     }
-    for (i, d) in within(detail, post.clone()).enumerate() {
-        data.post_minutes = i + 1;
+    for d in within(detail, post) {
+        data.push(d);
+    }
+    data
+}
+
+impl Data {
+    /// Adds the step's next minute (in order; the first is the minute the share changed in,
+    /// already part of the baseline).
+    pub fn push(&mut self, d: &Detail) {
+        let i = self.post_minutes;
+        self.post_minutes = i + 1;
         let mut volume = (0.0, 0.0);
         // Each cohort is read on the version it has since the step.
-        for (k, c) in data.read_on(d, canary, stable, |on_canary| on_canary) {
-            let moved = data.roles[k] == Role::Moved;
+        let (canary, stable) = (self.canary.clone(), self.stable.clone());
+        for (k, c) in self.read_on(d, &canary, &stable, |on_canary| on_canary) {
+            let moved = self.roles[k] == Role::Moved;
             if moved {
-                data.moved_after.add(c);
+                self.moved_after.add(c);
                 volume.0 += c.requests as f64;
             } else {
-                data.unmoved_after.add(c);
+                self.unmoved_after.add(c);
                 volume.1 += c.requests as f64;
             }
-            if data.pre[k].n <= 0.0 {
+            if self.pre[k].n <= 0.0 {
                 if moved {
-                    data.unbaselined_requests += c.requests;
+                    self.unbaselined_requests += c.requests;
                 }
                 continue;
             }
-            data.cells.push(Cell {
+            self.cells.push(Cell {
                 minute: i,
                 cohort: k,
                 n: c.requests as f64,
-                x: hits(c, &data.slow_after),
+                x: hits(c, &self.slow_after),
             });
         }
-        data.volume_after.push(volume);
+        self.volume_after.push(volume);
     }
-    data
 }
 
 impl Data {

@@ -243,6 +243,60 @@ pub fn judge(detail: &BTreeMap<i64, Detail>, step: &Step, guards: &Guards) -> Ve
     Judgement::new(&data, step, guards).verdict(detail)
 }
 
+/// A step's comparison kept from one look to the next, for a caller that looks often (the world
+/// simulator; a controller could too): each new complete minute is read once, and the verdict
+/// is the one [`judge`] gives on the same minutes (tested). Rebuilt whole when the step, its
+/// baseline's minutes or its first minute (part of the baseline) change.
+pub struct Judging {
+    key: (i64, u16, String, String, i64),
+    data: did::Data,
+    /// The last step minute read.
+    through: i64,
+}
+
+impl Judging {
+    fn key(step: &Step, guards: &Guards) -> (i64, u16, String, String, i64) {
+        let (pre, _) = step.minutes(guards);
+        (
+            step.entered,
+            step.share,
+            step.canary.to_string(),
+            step.stable.to_string(),
+            *pre.start(),
+        )
+    }
+
+    pub fn new(detail: &BTreeMap<i64, Detail>, step: &Step, guards: &Guards) -> Judging {
+        let (pre, post) = step.minutes(guards);
+        Judging {
+            key: Judging::key(step, guards),
+            data: did::read(detail, pre, post.clone(), step.canary, step.stable, step.share),
+            through: *post.end(),
+        }
+    }
+
+    /// The verdict at `step` (its `now` may have moved on) on `detail`, which holds the same
+    /// complete minutes as the last look's plus any that completed since.
+    pub fn verdict(
+        &mut self,
+        detail: &BTreeMap<i64, Detail>,
+        step: &Step,
+        guards: &Guards,
+    ) -> Verdict {
+        let (_, post) = step.minutes(guards);
+        let same = self.key == Judging::key(step, guards);
+        if !same || self.through < *post.start() || *post.end() < self.through {
+            *self = Judging::new(detail, step, guards);
+        } else {
+            for d in did::within(detail, self.through + 1..=*post.end()) {
+                self.data.push(d);
+            }
+            self.through = *post.end();
+        }
+        Judgement::new(&self.data, step, guards).verdict(detail)
+    }
+}
+
 struct Judgement<'a> {
     data: &'a did::Data,
     step: &'a Step<'a>,

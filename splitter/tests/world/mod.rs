@@ -1394,6 +1394,8 @@ struct Sim<'a> {
     complete: BTreeMap<i64, Detail>,
     complete_through: i64,
     memo: Option<(VerdictKey, Verdict)>,
+    /// The product's comparison kept between looks ([`analysis::Judging`]).
+    judging: Option<analysis::Judging>,
     incidents: Vec<(i64, i64)>,
     /// Minute index (since the start of the simulation) → bursting tenant.
     bursts: BTreeMap<i64, usize>,
@@ -1612,6 +1614,7 @@ impl<'a> Sim<'a> {
             complete: BTreeMap::new(),
             complete_through: minute_of(at(start_ms)) - 1,
             memo: None,
+            judging: None,
             incidents: Vec::new(),
             bursts: BTreeMap::new(),
             diurnal_phase: 0.0,
@@ -2058,7 +2061,15 @@ impl<'a> Sim<'a> {
         }
         self.complete = self.complete.split_off(&from);
         let started = Instant::now();
-        let v = analysis::judge(&self.complete, &step, &plan.guards);
+        let v = match &mut self.judging {
+            Some(j) => j.verdict(&self.complete, &step, &plan.guards),
+            None => {
+                let mut j = analysis::Judging::new(&self.complete, &step, &plan.guards);
+                let v = j.verdict(&self.complete, &step, &plan.guards);
+                self.judging = Some(j);
+                v
+            }
+        };
         self.judged += 1;
         self.judge_time += started.elapsed();
         self.memo = Some((key, v.clone()));
