@@ -41,8 +41,11 @@ pub struct Data {
     version: Vec<Option<bool>>,
     /// Per cohort: the baseline's accumulators per metric.
     pre: Vec<Pre>,
-    /// Each post-step minute's cells: (minute index, cohort, requests, hits per metric).
-    cells: Vec<Cell>,
+    /// Each step minute's sums per metric.
+    sums: Vec<[Sums; METRICS]>,
+    /// Per cohort and metric: the weight of its baseline rate in the estimate's numerator
+    /// (its moved requests since the step, or its control requests × the minutes' weights).
+    weights: Vec<[f64; METRICS]>,
     pub post_minutes: usize,
     /// Where a request is slow: stable's p95 and p99 before the step.
     pub slow_after: [Option<Threshold>; 2],
@@ -88,12 +91,55 @@ impl Pre {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Cell {
-    minute: usize,
-    cohort: usize,
+/// One step minute's sums for one metric, from which the estimate and its variance follow for
+/// any fitted excess (the cohorts' baseline rates `r` and the minute's control change `δ` are
+/// fixed once the minute is read). Moved cells: hits `x`, requests `n`, `q = r + δ`, `q⁺ =
+/// max(q, 0)`.
+#[derive(Clone, Copy, Default)]
+struct Sums {
+    /// Σx, Σn, Σ n r, Σ n δ.
+    x: f64,
     n: f64,
-    x: [f64; METRICS],
+    base: f64,
+    shift: f64,
+    /// Σ(x − n q)², Σ(x − n q) n, Σn²: the residuals around an added excess.
+    a2: f64,
+    an: f64,
+    n2: f64,
+    /// Σ n q, Σ n q²: chance at q + f.
+    q1: f64,
+    q2: f64,
+    /// Σx², Σ x n q⁺, Σ n² q⁺², Σ n q⁺, Σ n q⁺²: the residuals around a factor on q⁺.
+    x2: f64,
+    xqp: f64,
+    nqp2: f64,
+    qp1: f64,
+    qp2: f64,
+    /// Control cells: Σ w² (x − n q)² and Σ w² n q (1 − q), `w` the minute's weight.
+    control: f64,
+    control_floor: f64,
+}
+
+impl Sums {
+    fn plus(mut self, o: &Sums) -> Sums {
+        self.x += o.x;
+        self.n += o.n;
+        self.base += o.base;
+        self.shift += o.shift;
+        self.a2 += o.a2;
+        self.an += o.an;
+        self.n2 += o.n2;
+        self.q1 += o.q1;
+        self.q2 += o.q2;
+        self.x2 += o.x2;
+        self.xqp += o.xqp;
+        self.nqp2 += o.nqp2;
+        self.qp1 += o.qp1;
+        self.qp2 += o.qp2;
+        self.control += o.control;
+        self.control_floor += o.control_floor;
+        self
+    }
 }
 
 fn hits(c: &Counts, slow_after: &[Option<Threshold>; 2]) -> [f64; METRICS] {
@@ -180,7 +226,8 @@ pub fn read(
         roles,
         version,
         pre: vec![Pre::default(); n],
-        cells: Vec::new(),
+        sums: Vec::new(),
+        weights: vec![[0.0; METRICS]; n],
         post_minutes: 0,
         slow_after,
         moved_before: Counts::default(),
@@ -210,11 +257,11 @@ impl Data {
     /// Adds the step's next minute (in order; the first is the minute the share changed in,
     /// already part of the baseline).
     pub fn push(&mut self, d: &Detail) {
-        let i = self.post_minutes;
-        self.post_minutes = i + 1;
+        self.post_minutes += 1;
         let mut volume = (0.0, 0.0);
         // Each cohort is read on the version it has since the step.
         let (canary, stable) = (self.canary.clone(), self.stable.clone());
+        let mut cells: Vec<(usize, f64, [f64; METRICS])> = Vec::new();
         for (k, c) in self.read_on(d, &canary, &stable, |on_canary| on_canary) {
             let moved = self.roles[k] == Role::Moved;
             if moved {
@@ -230,18 +277,63 @@ impl Data {
                 }
                 continue;
             }
-            self.cells.push(Cell {
-                minute: i,
-                cohort: k,
-                n: c.requests as f64,
-                x: hits(c, &self.slow_after),
-            });
+            cells.push((k, c.requests as f64, hits(c, &self.slow_after)));
         }
         self.volume_after.push(volume);
+        let sums = std::array::from_fn(|m| self.minute_sums(&cells, m));
+        self.sums.push(sums);
     }
-}
 
-impl Data {
+    /// One minute's [`Sums`] for metric `m` (and the cohorts' baseline weights).
+    fn minute_sums(&mut self, cells: &[(usize, f64, [f64; METRICS])], m: usize) -> Sums {
+        // The control's change this minute, and the minute's weight (moved / control requests).
+        let (mut hits, mut expected, mut control_n, mut moved_n) = (0.0, 0.0, 0.0, 0.0);
+        for &(k, n, x) in cells {
+            if self.roles[k] == Role::Moved {
+                moved_n += n;
+            } else {
+                hits += x[m];
+                expected += n * self.pre[k].rate(m);
+                control_n += n;
+            }
+        }
+        let (delta, w) = if control_n > 0.0 {
+            ((hits - expected) / control_n, moved_n / control_n)
+        } else {
+            (0.0, 0.0)
+        };
+        let mut s = Sums::default();
+        for &(k, n, x) in cells {
+            let (r, x) = (self.pre[k].rate(m), x[m]);
+            let q = r + delta;
+            if self.roles[k] == Role::Moved {
+                let qp = q.max(0.0);
+                let a = x - n * q;
+                s.x += x;
+                s.n += n;
+                s.base += n * r;
+                s.shift += n * delta;
+                s.a2 += a * a;
+                s.an += a * n;
+                s.n2 += n * n;
+                s.q1 += n * q;
+                s.q2 += n * q * q;
+                s.x2 += x * x;
+                s.xqp += x * n * qp;
+                s.nqp2 += n * n * qp * qp;
+                s.qp1 += n * qp;
+                s.qp2 += n * qp * qp;
+                self.weights[k][m] += n;
+            } else {
+                let p = q.clamp(0.0, 1.0);
+                s.control += w * w * (x - n * q).powi(2);
+                s.control_floor += w * w * n * p * (1.0 - p);
+                self.weights[k][m] += w * n;
+            }
+        }
+        s
+    }
+
     /// The cohorts of `d` with a role, each with its counts on the version `on(its version
     /// since the step)` says (true: the canary); only the cohorts present are visited.
     fn read_on<'d>(
@@ -376,57 +468,24 @@ pub struct Estimate {
     pub expected: f64,
 }
 
-/// The difference-in-differences estimate of metric `m` and its standard error, with the
-/// chance floor taken at `margin` (the null being tested).
+/// The difference-in-differences estimate of metric `m` and its standard error under the null
+/// being tested (`margin`), from the minutes' sums ([`Sums`]).
 pub fn estimate(data: &Data, m: usize, margin: f64) -> Option<Estimate> {
-    let t = data.post_minutes;
-    // Per minute: unmoved (hits, expected, requests), moved (hits, expected, requests).
-    let mut minute = vec![[0.0f64; 6]; t];
-    for c in &data.cells {
-        let r = data.pre[c.cohort].rate(m);
-        let slot = &mut minute[c.minute];
-        let o = if data.roles[c.cohort] == Role::Moved {
-            3
-        } else {
-            0
-        };
-        slot[o] += c.x[m];
-        slot[o + 1] += c.n * r;
-        slot[o + 2] += c.n;
-    }
-    let delta: Vec<f64> = minute
-        .iter()
-        .map(|s| {
-            if s[2] > 0.0 {
-                (s[0] - s[1]) / s[2]
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    let weight: Vec<f64> = minute
-        .iter()
-        .map(|s| if s[2] > 0.0 { s[5] / s[2] } else { 0.0 })
-        .collect();
-    let (hits, base, requests) = minute
-        .iter()
-        .fold((0.0, 0.0, 0.0), |a, s| (a.0 + s[3], a.1 + s[4], a.2 + s[5]));
-    if requests <= 0.0 {
+    let t = data.sums.iter().fold(Sums::default(), |a, s| a.plus(&s[m]));
+    if t.n <= 0.0 {
         return None;
     }
-    let shift: f64 = minute.iter().zip(&delta).map(|(s, d)| s[5] * d).sum();
-    let excess = (hits - base - shift) / requests;
-    let variance = variance(data, m, &delta, &weight, margin, excess);
-    let control_change = shift / requests;
+    let excess = (t.x - t.base - t.shift) / t.n;
+    let variance = variance(data, m, &t, margin, excess);
     Some(Estimate {
-        before: base / requests,
-        after: hits / requests,
-        control_change,
+        before: t.base / t.n,
+        after: t.x / t.n,
+        control_change: t.shift / t.n,
         excess,
-        se: variance.sqrt() / requests,
-        requests,
-        hits,
-        expected: base + shift,
+        se: variance.sqrt() / t.n,
+        requests: t.n,
+        hits: t.x,
+        expected: t.base + t.shift,
     })
 }
 
@@ -436,79 +495,37 @@ pub fn estimate(data: &Data, m: usize, margin: f64) -> Option<Estimate> {
 /// widens it); the control cells' residuals (never below chance); and every baseline rate's
 /// noise, moved and unmoved. Taking chance at the null's rates, not the fitted ones, is the
 /// score test's variance: exact in level at the margin, and it does not shrink the evidence of a
-/// large regression by the variance the regression itself adds.
-fn variance(data: &Data, m: usize, delta: &[f64], weight: &[f64], margin: f64, fit: f64) -> f64 {
-    let n = usize::from(COHORTS);
-    let chance = |p: f64| {
-        let p = p.clamp(0.0, 1.0);
-        p * (1.0 - p)
-    };
-    let ratio = times(data, m, delta);
-    // Residuals around an excess added to every cohort's rate, and around the same factor on
-    // every cohort's rate (a canary doubling each tenant's 5xx adds most to the worst tenants:
-    // that is the regression's shape, not noise).
-    let (mut added, mut at_added, mut scaled, mut at_scaled, mut at_null) =
-        (0.0, 0.0, 0.0, 0.0, 0.0);
-    let (mut control, mut control_floor) = (0.0, 0.0);
-    let mut moved_requests = vec![0.0f64; n];
-    let mut control_weighted = vec![0.0f64; n];
-    for c in &data.cells {
-        let r = data.pre[c.cohort].rate(m) + delta[c.minute];
-        if data.roles[c.cohort] == Role::Moved {
-            added += (c.x[m] - c.n * (r + fit)).powi(2);
-            at_added += c.n * chance(r + fit);
-            let q = r.max(0.0) * ratio;
-            scaled += (c.x[m] - c.n * q).powi(2);
-            at_scaled += c.n * chance(q);
-            at_null += c.n * chance(r + margin);
-            moved_requests[c.cohort] += c.n;
-        } else {
-            let w = weight[c.minute];
-            let residual = c.x[m] - c.n * r;
-            control += w * w * residual * residual;
-            control_floor += w * w * c.n * chance(r);
-            control_weighted[c.cohort] += w * c.n;
-        }
-    }
+/// large regression by the variance the regression itself adds. The moved cells' residuals are
+/// taken around an excess added to every cohort's rate and around the same factor on every
+/// cohort's rate, whichever fits better (a canary doubling each tenant's 5xx adds most to the
+/// worst tenants: that is the regression's shape, not noise).
+fn variance(data: &Data, m: usize, t: &Sums, margin: f64, fit: f64) -> f64 {
+    // Chance of a cell at q + f, summed: Σ n (q + f)(1 − q − f).
+    let chance = |f: f64| (t.q1 + f * t.n - (t.q2 + 2.0 * f * t.q1 + f * f * t.n)).max(0.0);
+    let added = t.a2 - 2.0 * fit * t.an + fit * fit * t.n2;
+    let ratio = if t.qp1 > 0.0 { t.x / t.qp1 } else { 1.0 };
+    let scaled = t.x2 - 2.0 * ratio * t.xqp + ratio * ratio * t.nqp2;
+    let at_scaled = (ratio * t.qp1 - ratio * ratio * t.qp2).max(0.0);
     let of = |residuals: f64, chance: f64| {
         if chance > 0.0 {
-            residuals / chance
+            residuals.max(0.0) / chance
         } else {
             f64::INFINITY
         }
     };
-    let dispersion = of(added, at_added).min(of(scaled, at_scaled));
+    let dispersion = of(added, chance(fit)).min(of(scaled, at_scaled));
     let dispersion = if dispersion.is_finite() {
         dispersion.max(1.0)
     } else {
         1.0
     };
-    let baselines: f64 = (0..n)
-        .map(|k| {
-            let scale = moved_requests[k] + control_weighted[k];
-            scale * scale * data.pre[k].rate_variance(m)
-        })
-        .sum();
-    dispersion * at_null + control.max(control_floor) + baselines
-}
-
-/// The factor on the moved cohorts' rates (their own, plus the control's change) that their
-/// hits since the step show.
-fn times(data: &Data, m: usize, delta: &[f64]) -> f64 {
-    let (mut hits, mut expected) = (0.0, 0.0);
-    for c in data
-        .cells
+    let baselines: f64 = data
+        .weights
         .iter()
-        .filter(|c| data.roles[c.cohort] == Role::Moved)
-    {
-        hits += c.x[m];
-        expected += c.n * (data.pre[c.cohort].rate(m) + delta[c.minute]).max(0.0);
-    }
-    if expected > 0.0 {
-        hits / expected
-    } else {
-        1.0
-    }
+        .zip(&data.pre)
+        .map(|(w, p)| w[m] * w[m] * p.rate_variance(m))
+        .sum();
+    dispersion * chance(margin) + t.control.max(t.control_floor) + baselines
 }
 
 /// The moved cohorts' request share since the step against before it, relative (−0.05: 5 %

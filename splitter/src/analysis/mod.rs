@@ -270,7 +270,14 @@ impl Judging {
         let (pre, post) = step.minutes(guards);
         Judging {
             key: Judging::key(step, guards),
-            data: did::read(detail, pre, post.clone(), step.canary, step.stable, step.share),
+            data: did::read(
+                detail,
+                pre,
+                post.clone(),
+                step.canary,
+                step.stable,
+                step.share,
+            ),
             through: *post.end(),
         }
     }
