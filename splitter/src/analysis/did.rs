@@ -59,6 +59,10 @@ pub struct Data {
     /// Requests per minute: (moved, unmoved) before the step and since (minute index order).
     pub volume_before: Vec<(f64, f64)>,
     pub volume_after: Vec<(f64, f64)>,
+    /// Per cohort: requests in the baseline's minutes (either version) and since the step's
+    /// first minute (which is split between the versions).
+    pre_volume: Vec<f64>,
+    after_volume: Vec<f64>,
 }
 
 #[derive(Clone, Default)]
@@ -236,6 +240,8 @@ pub fn read(
         unmoved_after: Counts::default(),
         unbaselined_requests: 0,
         volume_before: Vec::new(),
+        pre_volume: vec![0.0; n],
+        after_volume: vec![0.0; n],
         volume_after: Vec::new(),
     };
     for d in within(detail, pre) {
@@ -264,6 +270,9 @@ impl Data {
         let mut cells: Vec<(usize, f64, [f64; METRICS])> = Vec::new();
         for (k, c) in self.read_on(d, &canary, &stable, |on_canary| on_canary) {
             let moved = self.roles[k] == Role::Moved;
+            if self.post_minutes > 1 {
+                self.after_volume[k] += c.requests as f64;
+            }
             if moved {
                 self.moved_after.add(c);
                 volume.0 += c.requests as f64;
@@ -405,10 +414,14 @@ impl Data {
         // control cohort moved within the baseline's minutes sent requests to both).
         for (version, _) in [(stable, false), (canary, true)] {
             for (&k, c) in d.cohorts.get(version).into_iter().flatten() {
-                match self.roles.get(usize::from(k)) {
+                let k = usize::from(k);
+                match self.roles.get(k) {
                     Some(Role::Moved) => volume.0 += c.requests as f64,
                     Some(Role::Unmoved) => volume.1 += c.requests as f64,
-                    _ => {}
+                    _ => continue,
+                }
+                if !moved_only {
+                    self.pre_volume[k] += c.requests as f64;
                 }
             }
         }
@@ -526,6 +539,32 @@ fn variance(data: &Data, m: usize, t: &Sums, margin: f64, fit: f64) -> f64 {
         .map(|(w, p)| w[m] * w[m] * p.rate_variance(m))
         .sum();
     dispersion * chance(margin) + t.control.max(t.control_floor) + baselines
+}
+
+/// Expected requests since the step's first minute above which a moved cohort's silence is
+/// not chance (Poisson(30) gives none with probability 1e-13).
+pub const SILENT_EXPECTED: f64 = 30.0;
+
+/// The moved cohorts that sent requests before the step and none since its first minute,
+/// though their volume before (scaled by the unmoved cohorts' change) expects at least
+/// [`SILENT_EXPECTED`]: (how many, the requests they were expected to send). A canary that
+/// drops some tenants' requests entirely shows here long before in the request share.
+pub fn silent(data: &Data) -> (usize, f64) {
+    let before: f64 = data.volume_before.iter().map(|v| v.1).sum();
+    let since: f64 = data.volume_after.iter().skip(1).map(|v| v.1).sum();
+    if before <= 0.0 || since <= 0.0 {
+        return (0, 0.0);
+    }
+    let scale = since / before;
+    let mut out = (0, 0.0);
+    for (k, role) in data.roles.iter().enumerate() {
+        let expected = data.pre_volume[k] * scale;
+        if *role == Role::Moved && data.after_volume[k] == 0.0 && expected >= SILENT_EXPECTED {
+            out.0 += 1;
+            out.1 += expected;
+        }
+    }
+    out
 }
 
 /// The moved cohorts' request share since the step against before it, relative (−0.05: 5 %

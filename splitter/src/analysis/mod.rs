@@ -405,6 +405,18 @@ impl<'a> Judgement<'a> {
         if let Some(why) = self.sample_ratio() {
             return (Outcome::Untrusted, why);
         }
+        let (silent, expected) = did::silent(self.data);
+        if silent > 0 {
+            return (
+                Outcome::Untrusted,
+                format!(
+                    "tenants gone silent: {silent} of the moved tenant groups sent no request \
+                     since the step, though their traffic before it predicts about {expected:.0}; \
+                     the canary may be dropping some tenants' requests, so its numbers cannot be \
+                     trusted"
+                ),
+            );
+        }
         let failed = self.metrics();
         let summary = self.summary();
         match failed {

@@ -194,6 +194,28 @@ fn a_canary_losing_requests_pauses_the_plan_instead_of_passing() {
 }
 
 #[test]
+fn a_canary_dropping_some_tenants_entirely_pauses_for_tenants_gone_silent() {
+    // Two of the hundred moved groups (2 % of the moved requests: within the request share's
+    // tolerance) send nothing to the canary.
+    let w = World::new(1_000, 10);
+    let mut minutes = w.minutes(same);
+    for d in minutes.range_mut(30..).map(|(_, d)| d) {
+        let canary = d.cohorts.get_mut(CANARY).unwrap();
+        canary.remove(&7);
+        canary.remove(&8);
+    }
+    let v = w.judge(&minutes);
+    assert_eq!(v.outcome, Outcome::Untrusted, "{}", v.reason);
+    assert!(
+        v.reason.starts_with("tenants gone silent: 2 "),
+        "{}",
+        v.reason
+    );
+    // Nothing is silent when all send: the same world passes.
+    assert_eq!(w.judge(&w.minutes(same)).outcome, Outcome::Pass);
+}
+
+#[test]
 fn no_baseline_or_nobody_moved_pauses_and_too_little_traffic_waits() {
     let w = World::new(500, 10);
     let minutes: BTreeMap<i64, Detail> = w
