@@ -63,6 +63,8 @@ pub struct Data {
     /// first minute (which is split between the versions).
     pre_volume: Vec<f64>,
     after_volume: Vec<f64>,
+    /// Per cohort: baseline minutes (and versions) with requests from it.
+    pre_active: Vec<u32>,
 }
 
 #[derive(Clone, Default)]
@@ -242,6 +244,7 @@ pub fn read(
         volume_before: Vec::new(),
         pre_volume: vec![0.0; n],
         after_volume: vec![0.0; n],
+        pre_active: vec![0; n],
         volume_after: Vec::new(),
     };
     for d in within(detail, pre) {
@@ -422,6 +425,7 @@ impl Data {
                 }
                 if !moved_only {
                     self.pre_volume[k] += c.requests as f64;
+                    self.pre_active[k] += 1;
                 }
             }
         }
@@ -545,11 +549,13 @@ fn variance(data: &Data, m: usize, t: &Sums, margin: f64, fit: f64) -> f64 {
 /// not chance (Poisson(30) gives none with probability 1e-13).
 pub const SILENT_EXPECTED: f64 = 30.0;
 
-/// The moved cohorts that sent requests before the step and none since its first minute,
-/// though their volume before (scaled by the unmoved cohorts' change) expects at least
-/// [`SILENT_EXPECTED`]: (how many, the requests they were expected to send). A canary that
-/// drops some tenants' requests entirely shows here long before in the request share.
+/// The moved cohorts that sent requests in every baseline minute and none since the step's
+/// first minute, though their volume before (scaled by the unmoved cohorts' change) expects at
+/// least [`SILENT_EXPECTED`]: (how many, the requests they were expected to send). A canary
+/// that drops some tenants' requests entirely shows here long before in the request share; a
+/// tenant that sends in bursts (a nightly job) is not steady, so its silence says nothing.
 pub fn silent(data: &Data) -> (usize, f64) {
+    let minutes = data.volume_before.len() as u32;
     let before: f64 = data.volume_before.iter().map(|v| v.1).sum();
     let since: f64 = data.volume_after.iter().skip(1).map(|v| v.1).sum();
     if before <= 0.0 || since <= 0.0 {
@@ -559,7 +565,12 @@ pub fn silent(data: &Data) -> (usize, f64) {
     let mut out = (0, 0.0);
     for (k, role) in data.roles.iter().enumerate() {
         let expected = data.pre_volume[k] * scale;
-        if *role == Role::Moved && data.after_volume[k] == 0.0 && expected >= SILENT_EXPECTED {
+        let steady = minutes > 0 && data.pre_active[k] >= minutes;
+        if *role == Role::Moved
+            && steady
+            && data.after_volume[k] == 0.0
+            && expected >= SILENT_EXPECTED
+        {
             out.0 += 1;
             out.1 += expected;
         }

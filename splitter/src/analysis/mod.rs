@@ -402,7 +402,13 @@ impl<'a> Judgement<'a> {
                 ),
             );
         }
-        if let Some(why) = self.sample_ratio() {
+        // A failure rolls back even when the data is also suspect (stable is the safe side);
+        // otherwise suspect data pauses.
+        let mismatch = self.sample_ratio();
+        if let Some(why) = self.metrics() {
+            return (Outcome::Fail, why);
+        }
+        if let Some(why) = mismatch {
             return (Outcome::Untrusted, why);
         }
         let (silent, expected) = did::silent(self.data);
@@ -411,18 +417,13 @@ impl<'a> Judgement<'a> {
                 Outcome::Untrusted,
                 format!(
                     "tenants gone silent: {silent} of the moved tenant groups sent no request \
-                     since the step, though their traffic before it predicts about {expected:.0}; \
-                     the canary may be dropping some tenants' requests, so its numbers cannot be \
-                     trusted"
+                     since the step, though they sent requests in every minute before it and \
+                     their traffic predicts about {expected:.0}; the canary may be dropping some \
+                     tenants' requests, so its numbers cannot be trusted"
                 ),
             );
         }
-        let failed = self.metrics();
-        let summary = self.summary();
-        match failed {
-            Some(why) => (Outcome::Fail, why),
-            None => (Outcome::Pass, summary),
-        }
+        (Outcome::Pass, self.summary())
     }
 
     /// ln(1/α) for one metric of one step.
