@@ -173,6 +173,7 @@ fn bench(c: &mut Criterion) {
         share: 500,
         entered: entered.as_second(),
         now: now.as_second(),
+        index: 0,
         steps: 4,
     };
     let guards = splitter::analysis::Guards::default();

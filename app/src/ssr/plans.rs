@@ -39,6 +39,7 @@ pub fn verdict(state: &AppState, config: &PolicyConfig, now: jiff::Timestamp) ->
         share: plan.steps.get(step)?.share.get(),
         entered: entered.as_second(),
         now: now.as_second(),
+        index: step,
         steps: plan.steps.len(),
     };
     let (pre, post) = step.minutes(&plan.guards);

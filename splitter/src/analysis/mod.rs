@@ -14,8 +14,8 @@
 //! **How often it may look.** The test is an always-valid mixture sequential probability ratio
 //! ([`stats::log_mixture_ratio_over`], averaged over widths of 1–64 margins): its false-alarm level holds however many times and replicas
 //! look, so the verdict depends on the data, not on the cadence. The level `alpha` is split over
-//! the plan's steps and the three metrics (5xx, requests slower than stable's p95, slower than its
-//! p99). A 5xx failure with few errors must also pass an exact Poisson (mid-p) test.
+//! the plan's steps (half to the first, [`step_weight`]) and the three metrics (half to 5xx, a
+//! quarter each to requests slower than stable's p95 and slower than its p99). A 5xx failure with few errors must also pass an exact Poisson (mid-p) test.
 //!
 //! **What pauses instead.** No baseline for the moved tenants (no traffic from them in the
 //! [`Guards::baseline_minutes`] before the step), a request share that moved away from the
@@ -215,9 +215,26 @@ pub struct Step<'a> {
     pub entered: i64,
     /// Now (Unix seconds).
     pub now: i64,
-    /// Steps in the plan (for splitting `alpha`).
+    /// Which step this is (0: the first) and how many the plan has (for splitting `alpha`,
+    /// [`step_weight`]).
+    pub index: usize,
     pub steps: usize,
 }
+
+/// The share of a plan's `alpha` that step `index` of `steps` may spend: half to the first,
+/// half of the rest to the next, and so on, the last taking what is left (4 steps: 1/2, 1/4,
+/// 1/8, 1/8). The first step has the fewest tenants and is where a bad canary must be caught
+/// soonest; each later one holds more traffic, so it finds the same effect with less `alpha`.
+pub fn step_weight(index: usize, steps: usize) -> f64 {
+    let steps = steps.max(1);
+    let index = index.min(steps - 1);
+    let halvings = if index + 1 == steps { index } else { index + 1 };
+    0.5f64.powi(halvings as i32)
+}
+
+/// The share of a step's `alpha` each metric may spend: half to the 5xx rate, a quarter to
+/// each of p95 and p99.
+pub const METRIC_WEIGHTS: [f64; 3] = [0.5, 0.25, 0.25];
 
 impl Step<'_> {
     /// The baseline's minutes and the step's complete minutes (the first is the minute the
@@ -426,9 +443,9 @@ impl<'a> Judgement<'a> {
         (Outcome::Pass, self.summary())
     }
 
-    /// ln(1/α) for one metric of one step.
-    fn bar(&self, alpha: f64, metrics: f64) -> f64 {
-        (metrics * self.step.steps.max(1) as f64 / alpha).ln()
+    /// ln(1/α) for a test that may spend `share` of this step's part of `alpha`.
+    fn bar(&self, alpha: f64, share: f64) -> f64 {
+        (1.0 / (alpha * share * step_weight(self.step.index, self.step.steps))).ln()
     }
 
     fn sample_ratio(&mut self) -> Option<String> {
@@ -496,7 +513,7 @@ impl<'a> Judgement<'a> {
         let margin = self.margin(m);
         let e = did::estimate(self.data, m, margin)?;
         let evidence = stats::log_mixture_ratio_over(e.excess, margin, e.se, &taus(margin));
-        let bar = self.bar(self.guards.alpha, 3.0);
+        let bar = self.bar(self.guards.alpha, METRIC_WEIGHTS[m]);
         let mut failed = evidence >= bar;
         if m == did::ERRORS {
             let errors = self.comparison.moved.after.errors;

@@ -80,6 +80,7 @@ impl World {
             share: self.share,
             entered: 30 * 60,
             now: (30 + self.after) * 60 + GRACE_SECS,
+            index: 0,
             steps: 4,
         };
         judge(minutes, &step, &Guards::default())
@@ -315,9 +316,24 @@ fn a_step_without_a_complete_minute_yet_is_judged_without_panicking() {
         share: 500,
         entered: 30 * 60 + 5,
         now: 30 * 60 + 20,
+        index: 0,
         steps: 4,
     };
     let v = judge(&minutes, &step, &Guards::default());
     assert_eq!(v.outcome, Outcome::NoData, "{}", v.reason);
     assert_eq!(v.comparison.unwrap().step_minutes, 0);
+}
+
+#[test]
+fn a_plans_alpha_is_spent_once_over_its_steps_and_metrics() {
+    for steps in 1..=crate::plans::MAX_STEPS {
+        let total: f64 = (0..steps).map(|i| super::step_weight(i, steps)).sum();
+        assert!((total - 1.0).abs() < 1e-12, "{steps} steps spend {total}");
+        let first = super::step_weight(0, steps);
+        assert!((0..steps).all(|i| super::step_weight(i, steps) <= first));
+    }
+    assert_eq!(super::step_weight(0, 4), 0.5);
+    assert_eq!(super::step_weight(3, 4), 0.125);
+    let metrics: f64 = super::METRIC_WEIGHTS.iter().sum();
+    assert!((metrics - 1.0).abs() < 1e-12);
 }

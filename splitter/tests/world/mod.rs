@@ -2026,6 +2026,7 @@ impl<'a> Sim<'a> {
             share: plan.steps.get(step)?.share.get(),
             entered: entered.as_second(),
             now: t.div_euclid(1000),
+            index: step,
             steps: plan.steps.len(),
         };
         let (pre, post) = step.minutes(&plan.guards);
