@@ -15,7 +15,8 @@
 //! ([`stats::log_mixture_ratio_over`], averaged over widths of 1–64 margins): its false-alarm level holds however many times and replicas
 //! look, so the verdict depends on the data, not on the cadence. The level `alpha` is split over
 //! the plan's steps (half to the first, [`step_weight`]) and the three metrics (half to 5xx, a
-//! quarter each to requests slower than stable's p95 and slower than its p99). A 5xx failure with few errors must also pass an exact Poisson (mid-p) test.
+//! quarter each to requests slower than stable's p95 and slower than its p99). A 5xx failure
+//! with few errors must also pass an exact Poisson (mid-p) test.
 //!
 //! **What pauses instead.** No baseline for the moved tenants (no traffic from them in the
 //! [`Guards::baseline_minutes`] before the step), a request share that moved away from the

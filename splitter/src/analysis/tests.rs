@@ -327,13 +327,13 @@ fn a_step_without_a_complete_minute_yet_is_judged_without_panicking() {
 #[test]
 fn a_plans_alpha_is_spent_once_over_its_steps_and_metrics() {
     for steps in 1..=crate::plans::MAX_STEPS {
-        let total: f64 = (0..steps).map(|i| super::step_weight(i, steps)).sum();
+        let total: f64 = (0..steps).map(|i| step_weight(i, steps)).sum();
         assert!((total - 1.0).abs() < 1e-12, "{steps} steps spend {total}");
-        let first = super::step_weight(0, steps);
-        assert!((0..steps).all(|i| super::step_weight(i, steps) <= first));
+        let first = step_weight(0, steps);
+        assert!((0..steps).all(|i| step_weight(i, steps) <= first));
     }
-    assert_eq!(super::step_weight(0, 4), 0.5);
-    assert_eq!(super::step_weight(3, 4), 0.125);
-    let metrics: f64 = super::METRIC_WEIGHTS.iter().sum();
+    assert_eq!(step_weight(0, 4), 0.5);
+    assert_eq!(step_weight(3, 4), 0.125);
+    let metrics: f64 = METRIC_WEIGHTS.iter().sum();
     assert!((metrics - 1.0).abs() < 1e-12);
 }
