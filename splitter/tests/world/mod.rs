@@ -10,7 +10,9 @@
 //! The generator is written from the world it describes, not from either judge's statistics:
 //!
 //! - **Tenants** ([`Population`]): `tenants` ids `tenant-00000…` in rank order; tenant `i`
-//!   sends `requests_per_minute × (i+1)^-zipf / H` requests a minute (Zipf; `H` normalises).
+//!   sends `requests_per_minute × (i+1)^-zipf / H` requests a minute (Zipf; `H` normalises;
+//!   with [`CanaryVolume::InEveryRollout`] all scaled, per rollout, so that the tenants the
+//!   first step moves send `requests_per_minute × 5 %`).
 //!   Its 5xx rate is the same for all ([`Rates::Equal`], the independent-request world) or
 //!   drawn once from Beta(μκ, (1−μ)κ) ([`Rates::Beta`]: mean μ, concentration κ); its latency
 //!   median is `median_ms × exp(tenant_latency_sd × N(0,1))`. A healthy canary serves each
@@ -511,6 +513,17 @@ impl Judge {
     }
 }
 
+/// What the world's canary volume (`requests_per_minute × 5 %`) is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CanaryVolume {
+    /// The mean over salts: a salt whose 5 % holds a heavy tenant gets more, one without less
+    /// (a few hundred requests a minute for many salts).
+    OnAverage,
+    /// Each rollout's: every tenant's volume is scaled so that the tenants the first step
+    /// moves send exactly that many a minute (a power bound "at N canary requests a minute").
+    InEveryRollout,
+}
+
 /// One cell of the grid: the world, the canary, the plan and the fleet.
 #[derive(Debug, Clone)]
 pub struct WorldSpec {
@@ -518,6 +531,9 @@ pub struct WorldSpec {
     pub zipf: f64,
     /// All tenants' requests a minute (at the diurnal mean).
     pub requests_per_minute: f64,
+    /// Whether `requests_per_minute × 5 %` is the canary's volume on average over salts or in
+    /// every rollout.
+    pub canary_volume: CanaryVolume,
     /// Mean 5xx rate of a tenant.
     pub error_rate: f64,
     pub rates: Rates,
@@ -552,6 +568,7 @@ impl WorldSpec {
             tenants: 10_000,
             zipf: 1.1,
             requests_per_minute: canary_per_minute / 0.05,
+            canary_volume: CanaryVolume::OnAverage,
             error_rate: 0.005,
             rates,
             median_ms: 20.0,
@@ -583,6 +600,13 @@ impl WorldSpec {
 
     pub fn with_steps(mut self, steps: Vec<Step>) -> WorldSpec {
         self.steps = steps;
+        self
+    }
+
+    /// Every rollout's first step sends its canary cohort `canary_per_minute` requests a
+    /// minute (all tenants' volumes scaled by the same factor for that salt).
+    pub fn with_canary_volume_in_every_rollout(mut self) -> WorldSpec {
+        self.canary_volume = CanaryVolume::InEveryRollout;
         self
     }
 
@@ -1474,9 +1498,18 @@ fn from_old(v: before::Verdict) -> Verdict {
 /// A world drawn from `seed`: its tenants, their buckets under the rollout's salt, the rng.
 fn world(spec: &WorldSpec, seed: u64) -> (Population, Vec<Bucket>, String, Rng) {
     let mut rng = Rng::new(seed);
-    let pop = Population::draw(spec, &mut rng);
+    let mut pop = Population::draw(spec, &mut rng);
     let salt = salt_of(seed);
-    let buckets = pop.ids.iter().map(|t| splitter::bucket(&salt, t)).collect();
+    let buckets: Vec<Bucket> = pop.ids.iter().map(|t| splitter::bucket(&salt, t)).collect();
+    if spec.canary_volume == CanaryVolume::InEveryRollout {
+        let first = spec.steps.first().map_or(0, |s| s.share.get());
+        let moved: f64 = (buckets.iter().zip(&pop.weight))
+            .filter(|(b, _)| b.get() < first)
+            .map(|(_, w)| w)
+            .sum();
+        let scale = spec.canary_per_minute() / moved;
+        pop.weight.iter_mut().for_each(|w| *w *= scale);
+    }
     (pop, buckets, salt, rng)
 }
 
