@@ -358,7 +358,7 @@ fn sequential_oracle(spec: &WorldSpec, seed: u64, rollouts: usize, minutes: u32)
     };
     let prep = Prepared::new(spec);
     let share = preset(1.0)[0].share;
-    let bar = (1.0f64 / 0.001).ln();
+    let bar = (1.0 / Guards::default().srm_alpha).ln();
     let found = (0..rollouts as u64)
         .filter(|&i| {
             let kept = hold(&prep, mix(seed, i), share, 0).expected_canary_requests_per_minute;
